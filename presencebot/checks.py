@@ -1,0 +1,72 @@
+"""Checks that need the installed plugins: adapter settings and rule names.
+
+``config.py`` validates the file's own shape; this module resolves each network's adapter through
+its entry point and validates ``settings`` against the adapter's model, so ``presencebot check``
+reports every problem (with its line) before ``run`` would trip over the first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pydantic import BaseModel, ValidationError
+
+from presencebot import plugins
+from presencebot.adapter import Adapter
+from presencebot.config import Config, describe_errors
+from presencebot.errors import ConfigError, PluginError
+from presencebot.rule import Rule
+from presencebot.tomlpos import key_lines, locate
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    adapters: dict[str, tuple[type[Adapter], BaseModel]]
+    rules: list[Rule]
+
+
+def resolve(config: Config, *, text: str | None = None, source: str = "<defaults>") -> Resolved:
+    """Load every enabled network's adapter and every rule rooms enable; raise one ConfigError
+    listing all problems."""
+    lines = key_lines(text) if text is not None else {}
+    problems: list[str] = []
+
+    def where(*path: str | int) -> str:
+        line = locate(path, lines)
+        return f"{source}:{line}" if line is not None else source
+
+    adapters: dict[str, tuple[type[Adapter], BaseModel]] = {}
+    for index, network in enumerate(config.networks):
+        if not network.enabled:
+            continue
+        try:
+            cls = plugins.load_adapter(network.adapter)
+        except PluginError as exc:
+            problems.append(f"{where('networks', index, 'adapter')}: networks[{index}].adapter: {exc}")
+            continue
+        try:
+            settings = cls.Settings.model_validate(network.settings)
+        except ValidationError as exc:
+            problems += describe_errors(exc, source=source, text=text, prefix=("networks", index, "settings"))
+            continue
+        adapters[network.name] = (cls, settings)
+
+    wanted: dict[str, tuple[str | int, ...]] = {}
+    for name in config.room_defaults.rules:
+        wanted.setdefault(name, ("room_defaults", "rules"))
+    for n, network in enumerate(config.networks):
+        for name in network.room_defaults.rules or []:
+            wanted.setdefault(name, ("networks", n, "room_defaults", "rules"))
+        for r, room in enumerate(network.rooms):
+            for name in room.rules or []:
+                wanted.setdefault(name, ("networks", n, "rooms", r, "rules"))
+    rules: list[Rule] = []
+    for name, path in sorted(wanted.items()):
+        try:
+            rules.append(plugins.load_rule(name))
+        except PluginError as exc:
+            dotted = ".".join(str(p) for p in path)
+            problems.append(f"{where(*path)}: {dotted}: {exc}")
+    if problems:
+        raise ConfigError(problems)
+    return Resolved(adapters, rules)

@@ -1,0 +1,223 @@
+"""The ``presencebot`` command: run the bot, check a config, and look after alerts.
+
+Exit status: 0 success, 1 runtime failure (an adapter stopped on a fatal error, a store
+error), 2 bad usage or bad config/corpus — so scripts can tell "fix your file" from "try again".
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from presencebot import __version__, log
+from presencebot import config as config_mod
+from presencebot.alerts import Alert, AlertState
+from presencebot.checks import resolve
+from presencebot.config import Config
+from presencebot.errors import (
+    AlertNotFound,
+    ConfigError,
+    CorpusError,
+    PluginError,
+    PresencebotError,
+    StoreError,
+)
+from presencebot.ids import AlertId
+from presencebot.store import open_store
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="presencebot",
+        description="An overt police-presence bot for public chat rooms.",
+    )
+    parser.add_argument("--version", action="version", version=f"presencebot {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def with_config(p: argparse.ArgumentParser, required: bool = False) -> None:
+        p.add_argument(
+            "--config",
+            "-c",
+            type=Path,
+            required=required,
+            metavar="FILE",
+            help="TOML config file (default: the built-in defaults: a terminal room)",
+        )
+
+    run = sub.add_parser("run", help="run the bot")
+    with_config(run)
+
+    check = sub.add_parser("check", help="validate a config file and report every problem")
+    with_config(check)
+
+    sub.add_parser("config-schema", help="print the config JSON schema")
+
+    alerts = sub.add_parser("alerts", help="list, show and acknowledge alerts")
+    alerts_sub = alerts.add_subparsers(dest="alerts_command", required=True, metavar="ACTION")
+    lst = alerts_sub.add_parser("list", help="list alerts, newest first")
+    lst.add_argument("--state", choices=[s.value for s in AlertState])
+    lst.add_argument("--limit", type=int, default=50)
+    show = alerts_sub.add_parser("show", help="show one alert with its evidence")
+    show.add_argument("alert_id")
+    ack = alerts_sub.add_parser("ack", help="acknowledge an alert")
+    ack.add_argument("alert_id")
+    ack.add_argument("--by", default=None, help="who acknowledges (default: the login name)")
+    for p in (lst, show, ack):
+        with_config(p)
+        p.add_argument("--json", action="store_true", help="print JSON")
+
+    ev = sub.add_parser("eval", help="measure the rules on a labelled corpus (JSON Lines)")
+    ev.add_argument("corpus", type=Path)
+    ev.add_argument("--json", action="store_true", help="print one JSON object")
+    with_config(ev)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "config-schema":
+            print(json.dumps(config_mod.schema(), indent=2))
+            return EXIT_OK
+        config, text = config_mod.load(args.config)
+        log.configure(config.logging.level, config.logging.format)
+        if args.command == "check":
+            resolve(config, text=text, source=str(args.config or "<defaults>"))
+            print(
+                f"{args.config or 'built-in defaults'}: OK "
+                f"({len(config.networks)} network(s), "
+                f"{sum(len(n.rooms) for n in config.networks)} room(s))"
+            )
+            return EXIT_OK
+        if args.command == "run":
+            return _run(config, text, args.config)
+        if args.command == "alerts":
+            return asyncio.run(_alerts(config, args))
+        if args.command == "eval":
+            return _eval(config, args)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        n = len(exc.problems)
+        print(f"{n} problem{'s' if n != 1 else ''} found", file=sys.stderr)
+        return EXIT_USAGE
+    except (CorpusError, PluginError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except PresencebotError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    raise AssertionError(args.command)  # pragma: no cover - argparse rejects unknown commands
+
+
+def _run(config: Config, text: str | None, path: Path | None) -> int:
+    from presencebot.runtime import Runtime
+
+    resolved = resolve(config, text=text, source=str(path or "<defaults>"))
+    runtime = Runtime(config, open_store(config), adapters=resolved.adapters, rules=resolved.rules)
+
+    async def main() -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, runtime.stop)
+        return await runtime.run()
+
+    return asyncio.run(main())
+
+
+async def _alerts(config: Config, args: argparse.Namespace) -> int:
+    store = open_store(config)
+    if args.alerts_command == "list" and not config.store.path.exists():
+        # Listing must not create an empty database where none was.
+        print("[]" if args.json else f"no alerts (no alert store yet at {config.store.path})")
+        return EXIT_OK
+    await store.open()
+    try:
+        if args.alerts_command == "list":
+            state = AlertState(args.state) if args.state else None
+            alerts = await store.list(state=state, limit=args.limit)
+            if args.json:
+                print(json.dumps([a.to_json() for a in alerts], indent=2, ensure_ascii=False))
+            else:
+                for alert in alerts:
+                    print(_summary(alert))
+                if not alerts:
+                    print("no alerts")
+        else:
+            try:
+                if args.alerts_command == "show":
+                    alert = await store.get(AlertId(args.alert_id))
+                else:
+                    by = args.by or _login()
+                    alert = await store.acknowledge(AlertId(args.alert_id), by)
+            except AlertNotFound as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return EXIT_USAGE
+            if args.json:
+                print(json.dumps(alert.to_json(), indent=2, ensure_ascii=False))
+            else:
+                print(_details(alert))
+    except StoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    finally:
+        await store.close()
+    return EXIT_OK
+
+
+def _login() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "cli"
+
+
+def _summary(alert: Alert) -> str:
+    return (
+        f"{alert.id}  {alert.created_at:%Y-%m-%d %H:%M}  {alert.state:<12}  {alert.severity!s:<8}  "
+        f"{alert.category:<8}  {alert.room}  target={alert.target}"
+    )
+
+
+def _details(alert: Alert) -> str:
+    lines = [
+        _summary(alert),
+        f"rule: {alert.rule_id} {alert.rule_version}",
+        f"requester: {alert.requester or '-'}",
+        f"why: {alert.explanation}",
+    ]
+    if alert.acknowledged_by:
+        lines.append(f"acknowledged by {alert.acknowledged_by} at {alert.acknowledged_at:%Y-%m-%d %H:%M}")
+    lines.append("evidence:")
+    for e in alert.evidence:
+        mark = ">>" if e.flagged else "  "
+        lines.append(f" {mark} {e.at:%H:%M:%S} <{e.author}> {e.text!r}")
+    for n in alert.notifications:
+        lines.append(f"notify {n.target} ({n.sink}): {n.state}, {n.attempts} attempt(s)")
+    return "\n".join(lines)
+
+
+def _eval(config: Config, args: argparse.Namespace) -> int:
+    from presencebot.evaluation import evaluate, format_report, load_corpus
+
+    resolved = resolve(config)
+    conversations = load_corpus(args.corpus)
+    report = asyncio.run(evaluate(conversations, resolved.rules))
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
+    else:
+        print(format_report(report))
+    return EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

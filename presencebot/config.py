@@ -1,0 +1,345 @@
+"""Configuration: one TOML file, validated by pydantic, with environment overrides for secrets.
+
+Every problem in a file is reported at once, each with its line and key path, because an operator
+fixing a config one error per run soon stops trusting the tool. Secrets are ``SecretStr`` and are
+never echoed, not even in error messages.
+
+Environment overrides: ``PRESENCEBOT_`` followed by the key path joined with ``__``. Entries of
+``networks`` are addressed by their ``name``: ``PRESENCEBOT_NETWORKS__LIBERA__SETTINGS__PASSWORD``
+sets ``password`` in the settings of the network named ``libera``; ``PRESENCEBOT_STORE__PATH`` sets
+the store path.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping, Sequence
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from presencebot.errors import ConfigError
+from presencebot.tomlpos import key_lines, locate
+
+ENV_PREFIX = "PRESENCEBOT_"
+_SENSITIVE = ("password", "token", "secret", "passphrase", "key")
+
+Language = Literal["en", "fr"]
+Region = Literal["uk", "us", "ca", "au"]
+
+
+class Audience(StrEnum):
+    GENERAL = "general"
+    """Nobody is presumed a minor; rules rely on what people say about themselves."""
+    MINORS = "minors"
+    """The room operator declared a children's room: everyone is presumed a minor unless they
+    state an adult age."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class HelpResource(_Model):
+    """A public safety resource quoted by ``!help``."""
+
+    name: str
+    names: dict[Language, str] = Field(default_factory=dict, description="Translated names")
+    phone: str | None = None
+    url: str | None = None
+    note: str | None = Field(default=None, description="e.g. 'text 686868', in the room language")
+
+    def display_name(self, language: str) -> str:
+        for lang, name in self.names.items():
+            if lang == language:
+                return name
+        return self.name
+
+
+def _default_help() -> dict[Region, list[HelpResource]]:
+    return {
+        "uk": [
+            HelpResource(name="Childline", phone="0800 1111", url="https://www.childline.org.uk"),
+            HelpResource(name="CEOP (report online abuse)", url="https://www.ceop.police.uk"),
+        ],
+        "us": [
+            HelpResource(
+                name="NCMEC CyberTipline", phone="1-800-843-5678", url="https://report.cybertip.org"
+            ),
+            HelpResource(name="Childhelp hotline", phone="1-800-422-4453"),
+        ],
+        "ca": [
+            HelpResource(
+                name="Kids Help Phone",
+                names={"fr": "Jeunesse, J'écoute"},
+                phone="1-800-668-6868",
+                url="https://kidshelpphone.ca",
+            ),
+            HelpResource(name="Cybertip.ca", url="https://www.cybertip.ca"),
+        ],
+        "au": [
+            HelpResource(name="Kids Helpline", phone="1800 55 1800", url="https://kidshelpline.com.au"),
+            HelpResource(name="ACCCE (report online abuse)", url="https://www.accce.gov.au/report"),
+        ],
+    }
+
+
+class AgencyConfig(_Model):
+    name: str = Field(default="Demo Police Service", min_length=1, max_length=80)
+    info_url: str = Field(default="https://example.org/presencebot", pattern=r"^https?://\S+$")
+    region: Region = "uk"
+    """Which country's safety resources ``!help`` quotes by default."""
+
+
+class RoomSettings(_Model):
+    """Settings a room may override; ``None`` means 'inherit from the network, then the defaults'."""
+
+    audience: Audience | None = None
+    language: Language | None = None
+    rules: list[str] | None = None
+    region: Region | None = None
+
+
+class RoomDefaults(_Model):
+    audience: Audience = Audience.GENERAL
+    language: Language = "en"
+    rules: list[str] = Field(default_factory=lambda: ["minor_whereabouts"])
+    region: Region | None = None
+
+
+class RoomConfig(RoomSettings):
+    id: str = Field(min_length=1, max_length=200)
+    rejoin_on_kick: bool = False
+
+
+class InvitePolicy(_Model):
+    allow: list[str] = Field(
+        default_factory=list,
+        description="Accounts allowed to invite the bot into rooms not listed in config.",
+    )
+
+
+class NetworkConfig(_Model):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")
+    adapter: str = Field(min_length=1)
+    enabled: bool = True
+    settings: dict[str, Any] = Field(
+        default_factory=dict, description="Adapter-specific; validated by the adapter's own model."
+    )
+    rooms: list[RoomConfig] = Field(default_factory=list)
+    room_defaults: RoomSettings = Field(default_factory=RoomSettings)
+    invites: InvitePolicy = Field(default_factory=InvitePolicy)
+
+    @model_validator(mode="after")
+    def _unique_rooms(self) -> NetworkConfig:
+        seen: set[str] = set()
+        for room in self.rooms:
+            if room.id in seen:
+                raise ValueError(f"room {room.id!r} is listed twice")
+            seen.add(room.id)
+        return self
+
+
+class MemoryConfig(_Model):
+    """How much ordinary chat the bot keeps per room, in memory only."""
+
+    max_messages: int = Field(default=100, ge=1, le=10_000)
+    max_age_seconds: float = Field(default=900.0, gt=0, le=86_400)
+
+
+class EvidenceConfig(_Model):
+    """The bounded context window stored with a flagged message."""
+
+    context_messages: int = Field(default=10, ge=0, le=100)
+    context_seconds: float = Field(default=600.0, ge=0, le=86_400)
+
+
+class RulesConfig(_Model):
+    time_budget_ms: float = Field(default=50.0, gt=0, le=60_000)
+    settings: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+
+class StoreConfig(_Model):
+    path: Path = Path("presencebot.db")
+    """SQLite file; relative paths are relative to the working directory."""
+
+
+class NotifyConfig(_Model):
+    """One notification written to the outbox for every alert (delivered by the dispatcher)."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")
+    sink: str = Field(min_length=1)
+    settings: dict[str, Any] = Field(default_factory=dict)
+
+
+class SupervisorConfig(_Model):
+    """How a crashed adapter is restarted: exponential backoff with full jitter."""
+
+    restart_base_seconds: float = Field(default=1.0, gt=0, le=600)
+    restart_cap_seconds: float = Field(default=60.0, gt=0, le=3600)
+
+    @model_validator(mode="after")
+    def _cap_above_base(self) -> SupervisorConfig:
+        if self.restart_cap_seconds < self.restart_base_seconds:
+            raise ValueError("restart_cap_seconds must be at least restart_base_seconds")
+        return self
+
+
+class LoggingConfig(_Model):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "console"] = "auto"
+    """``auto``: readable in a terminal, JSON lines otherwise."""
+
+
+class Config(_Model):
+    agency: AgencyConfig = Field(default_factory=AgencyConfig)
+    room_defaults: RoomDefaults = Field(default_factory=RoomDefaults)
+    networks: list[NetworkConfig] = Field(
+        default_factory=lambda: [
+            NetworkConfig(name="local", adapter="terminal", rooms=[RoomConfig(id="#local")])
+        ]
+    )
+    memory: MemoryConfig = Field(default_factory=MemoryConfig)
+    evidence: EvidenceConfig = Field(default_factory=EvidenceConfig)
+    rules: RulesConfig = Field(default_factory=RulesConfig)
+    store: StoreConfig = Field(default_factory=StoreConfig)
+    notify: list[NotifyConfig] = Field(default_factory=list)
+    supervisor: SupervisorConfig = Field(default_factory=SupervisorConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    help: dict[Region, list[HelpResource]] = Field(default_factory=_default_help)
+
+    @field_validator("networks")
+    @classmethod
+    def _unique_networks(cls, networks: list[NetworkConfig]) -> list[NetworkConfig]:
+        names = [n.name for n in networks]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"network names must be unique; repeated: {', '.join(dupes)}")
+        return networks
+
+    @model_validator(mode="after")
+    def _help_for_every_region(self) -> Config:
+        defaults = _default_help()
+        merged = {**defaults, **self.help}
+        object.__setattr__(self, "help", merged)
+        return self
+
+    def network(self, name: str) -> NetworkConfig:
+        for network in self.networks:
+            if network.name == name:
+                return network
+        raise KeyError(name)
+
+
+def apply_env(raw: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
+    """Overlay ``PRESENCEBOT_*`` variables onto the parsed TOML (see the module docstring)."""
+    for var, value in sorted(environ.items()):
+        if not var.startswith(ENV_PREFIX) or var == ENV_PREFIX:
+            continue
+        parts = [p.lower() for p in var[len(ENV_PREFIX) :].split("__") if p]
+        if parts:
+            _set_path(raw, parts, value, var)
+    return raw
+
+
+def _set_path(node: dict[str, Any], parts: Sequence[str], value: str, var: str) -> None:
+    key, rest = parts[0], parts[1:]
+    if not rest:
+        node[key] = value
+        return
+    child = node.get(key)
+    if isinstance(child, list):
+        # Lists of named tables (networks, notify) are addressed by name.
+        if not rest:
+            raise ConfigError([f"{var}: cannot replace the whole list {key!r} from the environment"])
+        name, rest = rest[0], rest[1:]
+        for item in child:
+            if isinstance(item, dict) and str(item.get("name", "")).lower() == name:
+                if rest:
+                    _set_path(item, rest, value, var)
+                return
+        raise ConfigError([f"{var}: no entry named {name!r} in {key!r}"])
+    if child is None:
+        child = node[key] = {}
+    if not isinstance(child, dict):
+        raise ConfigError([f"{var}: {key!r} is not a table, cannot set {'.'.join(rest)!r} in it"])
+    _set_path(child, rest, value, var)
+
+
+def _is_sensitive(loc: Sequence[str | int]) -> bool:
+    return any(isinstance(p, str) and any(s in p.lower() for s in _SENSITIVE) for p in loc)
+
+
+def _dotted(loc: Sequence[str | int]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def describe_errors(
+    error: ValidationError,
+    *,
+    source: str,
+    text: str | None,
+    prefix: Sequence[str | int] = (),
+) -> list[str]:
+    """One line per pydantic error: ``file:line: key.path: what is wrong``. Never echoes secrets."""
+    lines = key_lines(text) if text is not None else {}
+    problems = []
+    for err in error.errors():
+        loc = (*prefix, *err["loc"])
+        line = locate(loc, lines)
+        where = f"{source}:{line}" if line is not None else source
+        message = err["msg"]
+        if err["type"] == "extra_forbidden":
+            message = "unknown setting (check the spelling; `presencebot config-schema` lists them)"
+        elif err["type"] == "missing":
+            message = "required setting is missing"
+        value = err.get("input")
+        if (
+            err["type"] not in ("missing", "extra_forbidden")
+            and not _is_sensitive(loc)
+            and isinstance(value, str | int | float | bool)
+            and len(repr(value)) <= 60
+        ):
+            message += f" (got {value!r})"
+        problems.append(f"{where}: {_dotted(loc)}: {message}")
+    return problems
+
+
+def parse(
+    text: str | None, *, source: str = "<defaults>", environ: Mapping[str, str] | None = None
+) -> Config:
+    """Validate a TOML document (``None``: the built-in defaults) into a :class:`Config`."""
+    raw: dict[str, Any] = {}
+    if text is not None:
+        try:
+            raw = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError([f"{source}: not valid TOML: {exc}"]) from None
+    raw = apply_env(raw, os.environ if environ is None else environ)
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(describe_errors(exc, source=source, text=text)) from None
+
+
+def load(path: Path | None, *, environ: Mapping[str, str] | None = None) -> tuple[Config, str | None]:
+    """Load ``path`` (or the built-in defaults when ``None``); returns the config and its text."""
+    if path is None:
+        return parse(None, environ=environ), None
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read the config file: {exc.strerror}"]) from None
+    except UnicodeDecodeError:
+        raise ConfigError([f"{path}: the config file is not UTF-8 text"]) from None
+    return parse(text, source=str(path), environ=environ), text
+
+
+def schema() -> dict[str, Any]:
+    return Config.model_json_schema()

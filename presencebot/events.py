@@ -1,0 +1,145 @@
+"""The normalized events adapters hand to the runtime.
+
+Every protocol's traffic is turned into these small immutable objects at the adapter boundary;
+nothing past that boundary knows what IRC, XMPP or Discord look like. Events are frozen so that a
+rule holding one cannot change what another rule or the evidence store will see.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from presencebot.ids import AccountId, EventId, RoomId
+
+_counter = itertools.count(1)
+_prefix = f"{os.getpid():x}"
+
+
+def new_event_id() -> EventId:
+    """A process-unique, cheap id (pid + counter): events are created at chat speed."""
+    return EventId(f"e{_prefix}-{next(_counter)}")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class RoomRef:
+    """A room on one configured network (adapter instance), e.g. ``libera`` / ``#kids``."""
+
+    network: str
+    id: RoomId
+
+    def __str__(self) -> str:
+        return f"{self.network}/{self.id}"
+
+
+@dataclass(frozen=True, slots=True)
+class Author:
+    """A person in a room: a stable account id where the protocol has one, and the display nick.
+
+    Two messages come from the same person when their :attr:`key` is equal; a nick alone is only
+    used as the key on protocols (or servers) that have no accounts.
+    """
+
+    nick: str
+    account: AccountId | None = None
+
+    @property
+    def key(self) -> str:
+        return f"acct:{self.account}" if self.account is not None else f"nick:{self.nick.casefold()}"
+
+    def __str__(self) -> str:
+        if self.account is None or self.account == self.nick:
+            return self.nick
+        return f"{self.nick} ({self.account})"
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One chat message, as every rule sees it."""
+
+    room: RoomRef
+    author: Author
+    text: str
+    at: datetime = field(default_factory=utcnow)
+    native_id: str | None = None
+    reply_to: Author | None = None
+    """The author of the message this one explicitly replies to (Discord/XMPP replies)."""
+    reply_to_id: str | None = None
+    mentions: tuple[Author, ...] = ()
+    """People the protocol itself marks as mentioned (Discord mentions); text addressing such as
+    ``lily: hi`` is left to rules, which know the participants."""
+    is_direct: bool = False
+    """Sent privately to the bot rather than to the room."""
+    is_history: bool = False
+    """Replayed history (XMPP MUC history, a backlog): kept for context, never flagged as live."""
+    id: EventId = field(default_factory=new_event_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Connected:
+    network: str
+    at: datetime = field(default_factory=utcnow)
+
+
+@dataclass(frozen=True, slots=True)
+class Disconnected:
+    network: str
+    reason: str = ""
+    at: datetime = field(default_factory=utcnow)
+
+
+@dataclass(frozen=True, slots=True)
+class Joined:
+    """The protocol confirmed the bot is in the room. The runtime announces the badge on each one."""
+
+    room: RoomRef
+    at: datetime = field(default_factory=utcnow)
+
+
+@dataclass(frozen=True, slots=True)
+class JoinFailed:
+    room: RoomRef
+    reason: str
+    at: datetime = field(default_factory=utcnow)
+
+
+@dataclass(frozen=True, slots=True)
+class Invited:
+    room: RoomRef
+    by: Author
+    at: datetime = field(default_factory=utcnow)
+
+
+@dataclass(frozen=True, slots=True)
+class Kicked:
+    room: RoomRef
+    by: Author | None = None
+    reason: str = ""
+    at: datetime = field(default_factory=utcnow)
+
+
+@dataclass(frozen=True, slots=True)
+class Banned:
+    room: RoomRef
+    reason: str = ""
+    at: datetime = field(default_factory=utcnow)
+
+
+@dataclass(frozen=True, slots=True)
+class Left:
+    """The bot is no longer in the room (it parted, or the room went away)."""
+
+    room: RoomRef
+    reason: str = ""
+    at: datetime = field(default_factory=utcnow)
+
+
+RoomEvent = Joined | JoinFailed | Invited | Kicked | Banned | Left
+Lifecycle = Connected | Disconnected | RoomEvent
+Event = Message | Lifecycle

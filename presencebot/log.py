@@ -1,0 +1,57 @@
+"""Logging: structlog, readable in a terminal, JSON lines everywhere else.
+
+Two rules hold for every line: the adapter/room/event being handled is bound by the task
+(``structlog.contextvars``), and chat text never reaches a log at info level or above — the
+:func:`redact_chat_text` processor drops it even if a caller forgets.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import MutableMapping
+from typing import Any, TextIO
+
+import structlog
+from structlog.typing import Processor
+
+CHAT_TEXT_KEYS = frozenset({"text", "chat_text", "message_text"})
+_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
+
+
+def redact_chat_text(
+    _logger: object, method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """Drop chat text from every line above debug: ordinary chat must never be persisted."""
+    if method != "debug":
+        for key in CHAT_TEXT_KEYS & event_dict.keys():
+            event_dict[key] = "[redacted]"
+    return event_dict
+
+
+def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = None) -> None:
+    stream = stream or sys.stderr
+    use_console = fmt == "console" or (fmt == "auto" and stream.isatty())
+    renderer: Processor = (
+        structlog.dev.ConsoleRenderer(colors=stream.isatty())
+        if use_console
+        else structlog.processors.JSONRenderer()
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            redact_chat_text,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.dict_tracebacks if not use_console else structlog.dev.set_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
+        logger_factory=structlog.PrintLoggerFactory(stream),
+        cache_logger_on_first_use=False,
+    )

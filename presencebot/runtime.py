@@ -1,0 +1,368 @@
+"""The runtime: supervises adapters, owns the join policy, and routes every message to the rules.
+
+Read this module to follow one message: an adapter calls ``host.emit(Message)``; :meth:`Runtime.handle`
+looks up the room, answers commands, runs the :class:`~presencebot.pipeline.Pipeline`, and turns
+each flag into an alert that is stored (with its outbox rows) before anything else happens.
+
+Overt by construction: the runtime is the only caller of ``adapter.join``, and every ``Joined``
+event — first join, rejoin after a reconnect, join after an invite — is answered by announcing
+the badge before any message from that room is looked at. If the badge cannot be shown, the bot
+leaves the room rather than stay silently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+import structlog
+from pydantic import BaseModel
+
+from presencebot import alerts, catalogue, commands
+from presencebot.adapter import Adapter
+from presencebot.backoff import ExponentialBackoff
+from presencebot.badge import Badge
+from presencebot.config import Config
+from presencebot.errors import FatalAdapterError, StoreError
+from presencebot.events import (
+    Banned,
+    Connected,
+    Disconnected,
+    Event,
+    Invited,
+    Joined,
+    JoinFailed,
+    Kicked,
+    Left,
+    Message,
+    RoomRef,
+)
+from presencebot.ids import RoomId
+from presencebot.pipeline import Pipeline
+from presencebot.rooms import RoomContext, effective_settings, new_context
+from presencebot.rule import Rule
+from presencebot.store import AlertStore
+
+log = structlog.get_logger("presencebot.runtime")
+
+
+class RoomState(StrEnum):
+    WANTED = "wanted"
+    """Configured or accepted by invite; joined whenever the network is connected."""
+    ACTIVE = "active"
+    """Joined and the badge announced: messages are watched."""
+    KICKED = "kicked"
+    BANNED = "banned"
+    FAILED = "failed"
+    LEFT = "left"
+
+
+@dataclass(slots=True)
+class RoomRecord:
+    ref: RoomRef
+    state: RoomState
+    rejoin_on_kick: bool = False
+    announcements: int = 0
+
+
+@dataclass(slots=True)
+class NetworkSlot:
+    """One configured network: its adapter class, settings, current instance and rooms."""
+
+    name: str
+    adapter_cls: type[Adapter]
+    settings: BaseModel
+    adapter: Adapter | None = None
+    connected: bool = False
+    rooms: dict[RoomId, RoomRecord] = field(default_factory=dict)
+    restarts: int = 0
+    fatal: str | None = None
+
+
+class _Host:
+    """The AdapterHost handed to one adapter instance: events go to the runtime, tagged."""
+
+    def __init__(self, runtime: Runtime, network: str) -> None:
+        self._runtime = runtime
+        self._network = network
+
+    async def emit(self, event: Event) -> None:
+        await self._runtime.handle(self._network, event)
+
+
+class Runtime:
+    def __init__(
+        self,
+        config: Config,
+        store: AlertStore,
+        *,
+        adapters: Mapping[str, tuple[type[Adapter], BaseModel]],
+        rules: Sequence[Rule],
+    ) -> None:
+        """``adapters`` maps each enabled network name to its adapter class and validated
+        settings (see :func:`presencebot.checks.resolve`)."""
+        self.config = config
+        self.store = store
+        self.pipeline = Pipeline(rules, time_budget=config.rules.time_budget_ms / 1000)
+        self.networks: dict[str, NetworkSlot] = {}
+        for name, (cls, settings) in adapters.items():
+            slot = NetworkSlot(name, cls, settings)
+            for room in config.network(name).rooms:
+                ref = RoomRef(name, RoomId(room.id))
+                slot.rooms[ref.id] = RoomRecord(ref, RoomState.WANTED, room.rejoin_on_kick)
+            self.networks[name] = slot
+        self.contexts: dict[RoomRef, RoomContext] = {}
+        self._notify = [(n.name, n.sink) for n in config.notify]
+        self._stopping = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # --- lifecycle -------------------------------------------------------------------------
+    async def run(self) -> int:
+        """Run every adapter until all have finished or :meth:`stop` is called.
+
+        Returns the process exit status: 0, or 1 if an adapter stopped on a fatal error.
+        """
+        await self.store.open()
+        try:
+            self._tasks = [
+                asyncio.create_task(self._supervise(slot), name=f"adapter:{slot.name}")
+                for slot in self.networks.values()
+            ]
+            stop: asyncio.Task[object] = asyncio.create_task(self._stopping.wait())
+            pending: set[asyncio.Task[object]] = set(self._tasks)
+            while pending and not self._stopping.is_set():
+                _, pending = await asyncio.wait(pending | {stop}, return_when=asyncio.FIRST_COMPLETED)
+                pending.discard(stop)
+            stop.cancel()
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        finally:
+            await self.store.close()
+            log.info("runtime.stopped")
+        return 1 if any(slot.fatal for slot in self.networks.values()) else 0
+
+    def stop(self) -> None:
+        """Ask for a clean shutdown (SIGINT/SIGTERM): adapters are closed, the store flushed."""
+        self._stopping.set()
+
+    async def _supervise(self, slot: NetworkSlot) -> None:
+        """Run ``slot``'s adapter; restart a fresh instance with backoff whenever it crashes."""
+        sup = self.config.supervisor
+        backoff = ExponentialBackoff(sup.restart_base_seconds, sup.restart_cap_seconds)
+        with structlog.contextvars.bound_contextvars(network=slot.name, adapter=slot.adapter_cls.__name__):
+            while not self._stopping.is_set():
+                adapter = slot.adapter = slot.adapter_cls(slot.name, slot.settings, _Host(self, slot.name))
+                try:
+                    await adapter.run()
+                    log.info("adapter.finished")
+                    return
+                except FatalAdapterError as exc:
+                    slot.fatal = str(exc)
+                    log.error("adapter.fatal", error=str(exc))
+                    return
+                except Exception as exc:
+                    delay = backoff.delay()
+                    slot.restarts += 1
+                    log.error(
+                        "adapter.crashed",
+                        error=repr(exc),
+                        restart_in=round(delay, 3),
+                        restarts=slot.restarts,
+                        exc_info=True,
+                    )
+                finally:
+                    with contextlib.suppress(Exception):
+                        await adapter.close()
+                    await self._mark_disconnected(slot)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), delay)
+
+    async def _mark_disconnected(self, slot: NetworkSlot) -> None:
+        slot.connected = False
+        for record in slot.rooms.values():
+            if record.state is RoomState.ACTIVE:
+                record.state = RoomState.WANTED
+
+    # --- events ----------------------------------------------------------------------------
+    async def handle(self, network: str, event: Event) -> None:
+        """The single entry point for everything every adapter reports."""
+        slot = self.networks[network]
+        if isinstance(event, Message):
+            with structlog.contextvars.bound_contextvars(room=str(event.room.id), event_id=event.id):
+                await self._on_message(slot, event)
+        elif isinstance(event, Connected):
+            await self._on_connected(slot)
+        elif isinstance(event, Disconnected):
+            log.info("network.disconnected", reason=event.reason)
+            await self._mark_disconnected(slot)
+        else:
+            with structlog.contextvars.bound_contextvars(room=str(event.room.id)):
+                await self._on_room_event(slot, event)
+
+    async def _on_connected(self, slot: NetworkSlot) -> None:
+        slot.connected = True
+        log.info("network.connected")
+        for record in list(slot.rooms.values()):
+            if record.state is RoomState.WANTED:
+                await self._join(slot, record)
+
+    async def _join(self, slot: NetworkSlot, record: RoomRecord) -> None:
+        assert slot.adapter is not None
+        log.info("room.joining", room=str(record.ref.id))
+        await slot.adapter.join(record.ref.id)
+
+    async def _on_room_event(
+        self, slot: NetworkSlot, event: Joined | JoinFailed | Invited | Kicked | Banned | Left
+    ) -> None:
+        room_id = event.room.id
+        record = slot.rooms.get(room_id)
+        if isinstance(event, Joined):
+            await self._on_joined(slot, event, record)
+        elif isinstance(event, Invited):
+            await self._on_invited(slot, event, record)
+        elif record is None:
+            log.debug("room.event_ignored", kind=type(event).__name__)
+        elif isinstance(event, Kicked):
+            log.warning("room.kicked", by=str(event.by) if event.by else None, reason=event.reason)
+            record.state = RoomState.WANTED if record.rejoin_on_kick else RoomState.KICKED
+            if record.rejoin_on_kick and slot.connected:
+                await self._join(slot, record)
+        elif isinstance(event, Banned):
+            log.warning("room.banned", reason=event.reason)
+            record.state = RoomState.BANNED
+        elif isinstance(event, JoinFailed):
+            log.warning("room.join_failed", reason=event.reason)
+            record.state = RoomState.FAILED
+        else:
+            log.info("room.left", reason=event.reason)
+            if record.state is RoomState.ACTIVE:
+                record.state = RoomState.LEFT
+
+    async def _on_joined(self, slot: NetworkSlot, event: Joined, record: RoomRecord | None) -> None:
+        adapter = slot.adapter
+        assert adapter is not None
+        if record is None or record.state not in (RoomState.WANTED, RoomState.ACTIVE):
+            # Joined somewhere nobody configured or invited us (a forced join): do not stay.
+            log.warning("room.unexpected_join")
+            await adapter.leave(event.room.id, "presencebot only stays where it was invited")
+            return
+        badge = self.badge_for(event.room)
+        try:
+            await adapter.announce(event.room.id, badge)
+        except Exception as exc:
+            log.error("room.announce_failed", error=repr(exc))
+            with contextlib.suppress(Exception):
+                await adapter.leave(event.room.id, "could not show the police badge")
+            record.state = RoomState.FAILED
+            return
+        record.state = RoomState.ACTIVE
+        record.announcements += 1
+        log.info("room.announced", announcements=record.announcements)
+
+    async def _on_invited(self, slot: NetworkSlot, event: Invited, record: RoomRecord | None) -> None:
+        allowed = self.config.network(slot.name).invites.allow
+        inviter = event.by.account
+        if inviter is None or inviter not in allowed:
+            log.warning("room.invite_declined", inviter=str(event.by))
+            return
+        if record is None:
+            record = slot.rooms[event.room.id] = RoomRecord(event.room, RoomState.WANTED)
+        elif record.state is RoomState.ACTIVE:
+            return
+        log.info("room.invite_accepted", inviter=str(event.by))
+        record.state = RoomState.WANTED
+        if slot.connected:
+            await self._join(slot, record)
+
+    def badge_for(self, room: RoomRef) -> Badge:
+        settings = effective_settings(self.config, room.network, room.id)
+        return Badge.build(
+            agency=self.config.agency.name,
+            info_url=self.config.agency.info_url,
+            language=settings.language,
+        )
+
+    # --- messages --------------------------------------------------------------------------
+    async def _on_message(self, slot: NetworkSlot, message: Message) -> None:
+        adapter = slot.adapter
+        assert adapter is not None
+        record = slot.rooms.get(message.room.id)
+        if not message.is_direct and (record is None or record.state is not RoomState.ACTIVE):
+            # Never watch a room where the badge has not been shown.
+            log.debug("message.ignored_unannounced_room")
+            return
+        command = commands.parse(message.text)
+        if command is not None and not message.is_history:
+            await self._on_command(adapter, message, command)
+            return
+        if message.is_direct:
+            return
+        context = self.context(message.room)
+        for flag in await self.pipeline.process(message, context):
+            alert = alerts.from_flag(flag, message, context.recent, self.config.evidence)
+            with contextlib.suppress(StoreError):  # logged by _raise; the adapter keeps running
+                await self._raise(adapter, alert)
+
+    def context(self, room: RoomRef) -> RoomContext:
+        context = self.contexts.get(room)
+        if context is None:
+            context = self.contexts[room] = new_context(self.config, room)
+        return context
+
+    async def _on_command(self, adapter: Adapter, message: Message, command: commands.Command) -> None:
+        settings = effective_settings(self.config, message.room.network, message.room.id)
+        log.info("command", command=command.name, direct=message.is_direct)
+        if command.name == "police":
+            await adapter.send(message.room.id, commands.police_reply(self.config, settings))
+        elif command.name == "help":
+            for line in commands.help_reply(self.config, settings):
+                await adapter.send(message.room.id, line)
+        elif not command.args:
+            await adapter.send(message.room.id, catalogue.text(settings.language, "report.usage"))
+        else:
+            emergency = commands.emergency_number(settings)
+            try:
+                stored = await self._raise(adapter, alerts.from_report(message))
+            except StoreError:
+                await adapter.send(
+                    message.room.id,
+                    catalogue.text(settings.language, "report.failed", emergency=emergency),
+                )
+                return
+            if not message.is_direct:
+                await adapter.send(message.room.id, catalogue.text(settings.language, "report.private_only"))
+            await adapter.send(
+                message.room.id,
+                catalogue.text(settings.language, "report.thanks", alert_id=stored.id, emergency=emergency),
+            )
+
+    async def _raise(self, adapter: Adapter, alert: alerts.Alert) -> alerts.Alert:
+        """Store the alert (and its outbox rows) durably, then show it where the adapter can."""
+        try:
+            stored = await self.store.add(alert, self._notify)
+        except StoreError as exc:
+            # Keep the facts an operator needs to recover it by hand; never the chat text.
+            log.critical(
+                "alert.store_failed",
+                error=str(exc),
+                alert_id=alert.id,
+                rule=alert.rule_id,
+                category=alert.category,
+                target=str(alert.target),
+            )
+            raise
+        log.warning(
+            "alert.raised",
+            alert_id=stored.id,
+            rule=stored.rule_id,
+            category=stored.category,
+            severity=str(stored.severity),
+            target=str(stored.target),
+            requester=str(stored.requester) if stored.requester else None,
+        )
+        await adapter.show_alert(alert.room.id, stored)
+        return stored

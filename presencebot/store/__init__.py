@@ -1,0 +1,40 @@
+"""Durable storage of alerts, their evidence and their outbox.
+
+:class:`AlertStore` is the interface the runtime and the CLI use; SQLite (:mod:`.sqlite`) is the
+embedded default. The store is the only part of presencebot that writes chat text to disk, and it
+only ever receives flagged evidence.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from presencebot.alerts import Alert, AlertState
+from presencebot.config import Config
+from presencebot.ids import AlertId
+
+
+class AlertStore(Protocol):
+    async def open(self) -> None: ...
+
+    async def close(self) -> None:
+        """Finish every write already accepted, then release the database."""
+        ...
+
+    async def add(self, alert: Alert, notify: Sequence[tuple[str, str]]) -> Alert:
+        """Store ``alert``, its evidence and one outbox row per ``(target name, sink)`` in one
+        transaction; return the alert as stored (with its notifications)."""
+        ...
+
+    async def get(self, alert_id: AlertId) -> Alert: ...
+
+    async def list(self, *, state: AlertState | None = None, limit: int = 100) -> list[Alert]: ...
+
+    async def acknowledge(self, alert_id: AlertId, by: str) -> Alert: ...
+
+
+def open_store(config: Config) -> AlertStore:
+    from presencebot.store.sqlite import SQLiteStore
+
+    return SQLiteStore(config.store.path)

@@ -1,0 +1,56 @@
+"""Schema migrations, applied in order; ``PRAGMA user_version`` records the last one applied.
+
+Never edit a migration that has shipped: add a new one. Each runs in its own transaction with
+the version bump, so a crash mid-migration leaves the previous version intact.
+"""
+
+from typing import Final
+
+MIGRATIONS: Final[tuple[str, ...]] = (
+    # 1: alerts, their evidence, and the outbox.
+    """
+    CREATE TABLE alerts (
+        id              TEXT PRIMARY KEY,
+        created_at      TEXT NOT NULL,
+        network         TEXT NOT NULL,
+        room            TEXT NOT NULL,
+        rule_id         TEXT NOT NULL,
+        rule_version    TEXT NOT NULL,
+        category        TEXT NOT NULL,
+        severity        INTEGER NOT NULL,
+        target_nick     TEXT NOT NULL,
+        target_account  TEXT,
+        requester_nick  TEXT,
+        requester_account TEXT,
+        explanation     TEXT NOT NULL,
+        state           TEXT NOT NULL,
+        acknowledged_by TEXT,
+        acknowledged_at TEXT
+    );
+    CREATE INDEX alerts_state_created ON alerts (state, created_at);
+    CREATE TABLE evidence (
+        alert_id       TEXT NOT NULL REFERENCES alerts (id) ON DELETE CASCADE,
+        seq            INTEGER NOT NULL,
+        event_id       TEXT NOT NULL,
+        native_id      TEXT,
+        author_nick    TEXT NOT NULL,
+        author_account TEXT,
+        at             TEXT NOT NULL,
+        text           TEXT NOT NULL,
+        flagged        INTEGER NOT NULL,
+        PRIMARY KEY (alert_id, seq)
+    );
+    CREATE TABLE outbox (
+        id            TEXT PRIMARY KEY,
+        alert_id      TEXT NOT NULL REFERENCES alerts (id) ON DELETE CASCADE,
+        target        TEXT NOT NULL,
+        sink          TEXT NOT NULL,
+        state         TEXT NOT NULL DEFAULT 'pending',
+        attempts      INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at TEXT NOT NULL,
+        last_error    TEXT,
+        UNIQUE (alert_id, target)
+    );
+    CREATE INDEX outbox_due ON outbox (state, next_attempt_at);
+    """,
+)

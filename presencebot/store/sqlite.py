@@ -1,0 +1,270 @@
+"""The SQLite alert store: the embedded default, one file, no server.
+
+sqlite3 blocks, so every call runs on one dedicated thread that owns the connection; the event
+loop only awaits. Writes use ``synchronous=FULL`` in WAL mode: an alert is on disk before the
+call that stored it returns, which is what lets the outbox promise that nothing is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import uuid
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from datetime import datetime
+from pathlib import Path
+from typing import TypeVar
+
+from presencebot.alerts import Alert, AlertState, EvidenceItem, Notification, person_from
+from presencebot.errors import AlertNotFound, StoreError
+from presencebot.events import RoomRef, utcnow
+from presencebot.ids import AlertId, EventId, RoomId
+from presencebot.rule import Severity
+from presencebot.store.migrations import MIGRATIONS
+
+T = TypeVar("T")
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring the schema up to date; returns the version now in the file."""
+    (version,) = conn.execute("PRAGMA user_version").fetchone()
+    if version > len(MIGRATIONS):
+        raise StoreError(
+            f"the database is at schema version {version}, newer than this presencebot "
+            f"understands ({len(MIGRATIONS)}): upgrade presencebot instead"
+        )
+    for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+        # executescript commits first; wrap each step explicitly so it is all-or-nothing.
+        conn.executescript(f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")
+    return len(MIGRATIONS)
+
+
+class SQLiteStore:
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self._executor: ThreadPoolExecutor | None = None
+        self._conn: sqlite3.Connection | None = None
+
+    # --- plumbing ----------------------------------------------------------------------------
+    async def open(self) -> None:
+        if self._executor is not None:
+            return
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="presencebot-sqlite")
+        await self._call(self._open_sync)
+
+    def _open_sync(self) -> None:
+        try:
+            if self.path.parent != Path():
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = FULL")
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute("PRAGMA busy_timeout = 5000")
+            migrate(conn)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open the alert store {self.path}: {exc}") from exc
+        self._conn = conn
+
+    async def _call(self, func: Callable[[], T]) -> T:
+        if self._executor is None:
+            raise StoreError("the alert store is not open")
+        loop = asyncio.get_running_loop()
+        # shield: a cancelled caller must not abandon a write half-way; the thread finishes it.
+        return await asyncio.shield(loop.run_in_executor(self._executor, func))
+
+    async def close(self) -> None:
+        executor, self._executor = self._executor, None
+        if executor is None:
+            return
+        conn = self._conn
+
+        def finish() -> None:
+            if conn is not None:
+                conn.close()
+
+        await asyncio.get_running_loop().run_in_executor(executor, finish)
+        executor.shutdown(wait=True)
+        self._conn = None
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StoreError("the alert store is not open")
+        return self._conn
+
+    # --- alerts ------------------------------------------------------------------------------
+    async def add(self, alert: Alert, notify: Sequence[tuple[str, str]]) -> Alert:
+        notifications = tuple(Notification(uuid.uuid4().hex, target, sink) for target, sink in notify)
+        await self._call(lambda: self._add_sync(alert, notifications))
+        return _replace_notifications(alert, notifications)
+
+    def _add_sync(self, alert: Alert, notifications: tuple[Notification, ...]) -> None:
+        conn = self.conn
+        now = utcnow().isoformat()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute(
+                "INSERT INTO alerts (id, created_at, network, room, rule_id, rule_version, category,"
+                " severity, target_nick, target_account, requester_nick, requester_account,"
+                " explanation, state) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    alert.id,
+                    alert.created_at.isoformat(),
+                    alert.room.network,
+                    alert.room.id,
+                    alert.rule_id,
+                    alert.rule_version,
+                    alert.category,
+                    int(alert.severity),
+                    alert.target.nick,
+                    alert.target.account,
+                    alert.requester.nick if alert.requester else None,
+                    alert.requester.account if alert.requester else None,
+                    alert.explanation,
+                    str(alert.state),
+                ),
+            )
+            conn.executemany(
+                "INSERT INTO evidence (alert_id, seq, event_id, native_id, author_nick,"
+                " author_account, at, text, flagged) VALUES (?,?,?,?,?,?,?,?,?)",
+                [
+                    (
+                        alert.id,
+                        seq,
+                        e.event_id,
+                        e.native_id,
+                        e.author.nick,
+                        e.author.account,
+                        e.at.isoformat(),
+                        e.text,
+                        int(e.flagged),
+                    )
+                    for seq, e in enumerate(alert.evidence)
+                ],
+            )
+            conn.executemany(
+                "INSERT INTO outbox (id, alert_id, target, sink, next_attempt_at) VALUES (?,?,?,?,?)",
+                [(n.id, alert.id, n.target, n.sink, now) for n in notifications],
+            )
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise StoreError(f"could not store alert {alert.id}: {exc}") from exc
+
+    async def get(self, alert_id: AlertId) -> Alert:
+        return await self._call(lambda: self._get_sync(alert_id))
+
+    def _get_sync(self, alert_id: str) -> Alert:
+        row = self.conn.execute("SELECT * FROM alerts WHERE id = ?", (alert_id,)).fetchone()
+        if row is None:
+            raise AlertNotFound(f"no alert with id {alert_id!r}")
+        return self._hydrate(row)
+
+    async def list(self, *, state: AlertState | None = None, limit: int = 100) -> list[Alert]:
+        def query() -> list[Alert]:
+            sql = "SELECT * FROM alerts"
+            params: tuple[object, ...] = ()
+            if state is not None:
+                sql += " WHERE state = ?"
+                params = (str(state),)
+            sql += " ORDER BY created_at DESC, rowid DESC LIMIT ?"
+            rows = self.conn.execute(sql, (*params, limit)).fetchall()
+            return [self._hydrate(r) for r in rows]
+
+        return await self._call(query)
+
+    async def acknowledge(self, alert_id: AlertId, by: str) -> Alert:
+        def ack() -> Alert:
+            conn = self.conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                cur = conn.execute(
+                    "UPDATE alerts SET state = ?, acknowledged_by = ?, acknowledged_at = ?"
+                    " WHERE id = ? AND state = ?",
+                    (
+                        str(AlertState.ACKNOWLEDGED),
+                        by,
+                        utcnow().isoformat(),
+                        alert_id,
+                        str(AlertState.OPEN),
+                    ),
+                )
+                if cur.rowcount == 0:
+                    self._get_sync(alert_id)  # raises AlertNotFound; else it was already acked
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            return self._get_sync(alert_id)
+
+        return await self._call(ack)
+
+    def _hydrate(self, row: tuple[object, ...]) -> Alert:
+        (
+            aid,
+            created,
+            network,
+            room,
+            rule_id,
+            rule_version,
+            category,
+            severity,
+            t_nick,
+            t_acct,
+            r_nick,
+            r_acct,
+            explanation,
+            state,
+            ack_by,
+            ack_at,
+        ) = row
+        evidence = tuple(
+            EvidenceItem(
+                event_id=EventId(str(e[0])),
+                native_id=e[1],
+                author=person_from(e[2], e[3]),
+                at=datetime.fromisoformat(e[4]),
+                text=e[5],
+                flagged=bool(e[6]),
+            )
+            for e in self.conn.execute(
+                "SELECT event_id, native_id, author_nick, author_account, at, text, flagged"
+                " FROM evidence WHERE alert_id = ? ORDER BY seq",
+                (aid,),
+            )
+        )
+        notifications = tuple(
+            Notification(id=n[0], target=n[1], sink=n[2], state=n[3], attempts=n[4])
+            for n in self.conn.execute(
+                "SELECT id, target, sink, state, attempts FROM outbox WHERE alert_id = ? ORDER BY target",
+                (aid,),
+            )
+        )
+        return Alert(
+            id=AlertId(str(aid)),
+            created_at=datetime.fromisoformat(str(created)),
+            room=RoomRef(str(network), RoomId(str(room))),
+            rule_id=str(rule_id),
+            rule_version=str(rule_version),
+            category=str(category),
+            severity=Severity(int(str(severity))),
+            target=person_from(str(t_nick), None if t_acct is None else str(t_acct)),
+            requester=None
+            if r_nick is None
+            else person_from(str(r_nick), None if r_acct is None else str(r_acct)),
+            explanation=str(explanation),
+            evidence=evidence,
+            state=AlertState(str(state)),
+            acknowledged_by=None if ack_by is None else str(ack_by),
+            acknowledged_at=None if ack_at is None else datetime.fromisoformat(str(ack_at)),
+            notifications=notifications,
+        )
+
+
+def _replace_notifications(alert: Alert, notifications: tuple[Notification, ...]) -> Alert:
+
+    return replace(alert, notifications=notifications)
