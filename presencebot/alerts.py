@@ -7,6 +7,7 @@ window before it (``[evidence]`` in config) — never more. Building the alert i
 
 from __future__ import annotations
 
+import itertools
 import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -119,13 +120,17 @@ def evidence_window(
 ) -> tuple[EvidenceItem, ...]:
     """The flagged message, the messages the rule named, and at most ``context_messages`` earlier
     messages from the last ``context_seconds`` — in time order."""
+    # Never anything said after the flagged message, named or not: the evidence is what led up
+    # to the flag. ``recent`` is the room's live buffer, so should it already hold later messages,
+    # cut at the flagged message's position as well as by time (equal timestamps are common).
+    earlier = [m for m in itertools.takewhile(lambda m: m.id != flagged.id, recent) if m.at <= flagged.at]
     horizon = flagged.at - timedelta(seconds=policy.context_seconds)
-    before = [m for m in recent if m.id != flagged.id and horizon <= m.at <= flagged.at]
+    before = [m for m in earlier if horizon <= m.at]
     chosen = (
         {m.id: m for m in before[len(before) - policy.context_messages :]} if policy.context_messages else {}
     )
     wanted = set(named)
-    for m in recent:
+    for m in earlier:
         if m.id in wanted:
             chosen[m.id] = m
     chosen[flagged.id] = flagged

@@ -43,10 +43,12 @@ class Pipeline:
         self.stats = {r.id: RuleStats() for r in rules}
 
     async def process(self, message: Message, room: RoomContext) -> list[Flag]:
-        """Remember ``message`` in ``room``, run the room's enabled rules, return their flags."""
+        """Remember ``message`` in ``room``, run the room's enabled rules, return their flags.
+
+        Rules also see history messages, so that what was said before the bot joined (an age)
+        still counts; only flags on history are dropped.
+        """
         room.add(message)
-        if message.is_history:
-            return []
         flags: list[Flag] = []
         observations: list[Observe] = []
         for rule_id in room.settings.rules:
@@ -68,7 +70,9 @@ class Pipeline:
                     observations.append(finding)
         for observation in observations:
             room.observe(observation, message)
-        return flags
+        # History (a replayed backlog) informs what we know, but was not said in our presence:
+        # it is never flagged as if it were live.
+        return [] if message.is_history else flags
 
     async def _run(self, rule: Rule, message: Message, room: RoomContext) -> list[Finding]:
         stats = self.stats[rule.id]

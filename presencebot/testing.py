@@ -16,7 +16,8 @@ Each line is ``nick: text``; ``nick > other: text`` replies to ``other``; a ``[+
 the time in seconds since the start (otherwise lines are 10 seconds apart).
 
 The same helper is available to any pytest suite as the ``rule_chat`` fixture (presencebot
-registers this module as a pytest plugin), and :func:`capture_logs` re-exports structlog's.
+registers this module as a pytest plugin), and :func:`capture_logs` records log lines exactly as
+presencebot's logging would emit them: with the bound context and with chat text redacted.
 """
 
 from __future__ import annotations
@@ -24,18 +25,36 @@ from __future__ import annotations
 import asyncio
 import re
 import textwrap
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, MutableMapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from structlog.testing import capture_logs
+import structlog
+from structlog.testing import LogCapture
 
+from presencebot.log import redact_chat_text
 from presencebot.replay import Line, replay
 from presencebot.rule import Flag, Rule
 
 __all__ = ["ChatResult", "capture_logs", "check_chat", "check_chat_async", "parse_chat"]
 
 _LINE = re.compile(r"(?:\[\+(\d+(?:\.\d+)?)\]\s*)?([^\s:>]+)\s*(?:>\s*([^\s:]+)\s*)?:\s?(.*)")
+
+
+@contextmanager
+def capture_logs() -> Iterator[list[MutableMapping[str, Any]]]:
+    """Collect log events (dicts) instead of printing them, with context and redaction applied."""
+    capture = LogCapture()
+    previous = structlog.get_config()
+    structlog.configure(
+        processors=[structlog.contextvars.merge_contextvars, redact_chat_text, capture],
+        cache_logger_on_first_use=False,
+    )
+    try:
+        yield capture.entries
+    finally:
+        structlog.configure(**previous)
 
 
 def parse_chat(chat: str) -> list[Line]:

@@ -26,6 +26,14 @@ from presencebot.store.migrations import MIGRATIONS
 
 T = TypeVar("T")
 
+# Named, not ``SELECT *``: _hydrate unpacks by position, and a later migration that adds a column
+# (ALTER TABLE appends it) must not shift or break that unpacking.
+_SELECT_ALERTS = (
+    "SELECT id, created_at, network, room, rule_id, rule_version, category, severity, target_nick,"
+    " target_account, requester_nick, requester_account, explanation, state, acknowledged_by,"
+    " acknowledged_at FROM alerts"
+)
+
 
 def migrate(conn: sqlite3.Connection) -> int:
     """Bring the schema up to date; returns the version now in the file."""
@@ -37,8 +45,20 @@ def migrate(conn: sqlite3.Connection) -> int:
         )
     for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
         # executescript commits first; wrap each step explicitly so it is all-or-nothing.
-        conn.executescript(f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")
+        try:
+            conn.executescript(f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")
+        except BaseException:
+            # executescript stops at the failing statement with the step's transaction still
+            # open (and the write lock held): undo the half-applied step here, not at garbage
+            # collection, so the file stays at the previous version and usable by others.
+            _rollback(conn)
+            raise
     return len(MIGRATIONS)
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    if conn.in_transaction:
+        conn.execute("ROLLBACK")
 
 
 class SQLiteStore:
@@ -52,19 +72,35 @@ class SQLiteStore:
         if self._executor is not None:
             return
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="presencebot-sqlite")
-        await self._call(self._open_sync)
+        try:
+            await self._call(self._open_sync)
+        except BaseException:
+            # A store that failed to open is closed, not half-open: open() may be retried and
+            # no worker thread is left behind.
+            executor, self._executor = self._executor, None
+            if executor is not None:
+                executor.shutdown(wait=False)
+            raise
 
     def _open_sync(self) -> None:
+        conn: sqlite3.Connection | None = None
         try:
             if self.path.parent != Path():
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = FULL")
             conn.execute("PRAGMA foreign_keys = ON")
             conn.execute("PRAGMA busy_timeout = 5000")
+            # Migrate (which first refuses a schema newer than ours) before switching to WAL:
+            # journal_mode=WAL rewrites the file header, and a file this version cannot read
+            # must be left exactly as it was for the newer presencebot that wrote it.
             migrate(conn)
-        except sqlite3.Error as exc:
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = FULL")
+        except (sqlite3.Error, OSError, StoreError) as exc:
+            if conn is not None:
+                conn.close()  # release the file (and any lock) now, not at garbage collection
+            if isinstance(exc, StoreError):
+                raise
             raise StoreError(f"cannot open the alert store {self.path}: {exc}") from exc
         self._conn = conn
 
@@ -72,8 +108,17 @@ class SQLiteStore:
         if self._executor is None:
             raise StoreError("the alert store is not open")
         loop = asyncio.get_running_loop()
+
+        def guarded() -> T:
+            # Callers (the runtime, the CLI) handle StoreError; a raw sqlite3 error such as
+            # "database is locked" from get/list/acknowledge must not escape as something else.
+            try:
+                return func()
+            except sqlite3.Error as exc:
+                raise StoreError(f"the alert store {self.path} failed: {exc}") from exc
+
         # shield: a cancelled caller must not abandon a write half-way; the thread finishes it.
-        return await asyncio.shield(loop.run_in_executor(self._executor, func))
+        return await asyncio.shield(loop.run_in_executor(self._executor, guarded))
 
     async def close(self) -> None:
         executor, self._executor = self._executor, None
@@ -150,23 +195,27 @@ class SQLiteStore:
                 [(n.id, alert.id, n.target, n.sink, now) for n in notifications],
             )
             conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
+        except (sqlite3.Error, ValueError) as exc:
+            # ValueError: text sqlite3 cannot encode (a lone surrogate from a lenient decoder).
+            _rollback(conn)
             raise StoreError(f"could not store alert {alert.id}: {exc}") from exc
+        except BaseException:
+            # Anything else must not leave the transaction open: every later add would fail.
+            _rollback(conn)
+            raise
 
     async def get(self, alert_id: AlertId) -> Alert:
         return await self._call(lambda: self._get_sync(alert_id))
 
     def _get_sync(self, alert_id: str) -> Alert:
-        row = self.conn.execute("SELECT * FROM alerts WHERE id = ?", (alert_id,)).fetchone()
+        row = self.conn.execute(_SELECT_ALERTS + " WHERE id = ?", (alert_id,)).fetchone()
         if row is None:
             raise AlertNotFound(f"no alert with id {alert_id!r}")
         return self._hydrate(row)
 
     async def list(self, *, state: AlertState | None = None, limit: int = 100) -> list[Alert]:
         def query() -> list[Alert]:
-            sql = "SELECT * FROM alerts"
+            sql = _SELECT_ALERTS
             params: tuple[object, ...] = ()
             if state is not None:
                 sql += " WHERE state = ?"
@@ -197,7 +246,7 @@ class SQLiteStore:
                     self._get_sync(alert_id)  # raises AlertNotFound; else it was already acked
                 conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                _rollback(conn)
                 raise
             return self._get_sync(alert_id)
 
@@ -237,10 +286,11 @@ class SQLiteStore:
                 (aid,),
             )
         )
+        # rowid: insertion order, i.e. the configured order add() returned them in.
         notifications = tuple(
             Notification(id=n[0], target=n[1], sink=n[2], state=n[3], attempts=n[4])
             for n in self.conn.execute(
-                "SELECT id, target, sink, state, attempts FROM outbox WHERE alert_id = ? ORDER BY target",
+                "SELECT id, target, sink, state, attempts FROM outbox WHERE alert_id = ? ORDER BY rowid",
                 (aid,),
             )
         )

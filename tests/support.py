@@ -1,0 +1,106 @@
+"""Test support: a scripted in-process adapter and helpers to run a runtime against a real store.
+
+The scripted adapter stands in for a *protocol*, not for a server: the runtime's policy (joins,
+badge, rules, alerts) is what these tests exercise. Real servers are used by each adapter's own
+integration tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import BaseModel
+
+from presencebot.adapter import Adapter, AdapterHost
+from presencebot.badge import Badge
+from presencebot.config import Config
+from presencebot.events import Connected, Event, Joined
+from presencebot.ids import RoomId
+from presencebot.runtime import Runtime
+from presencebot.store.sqlite import SQLiteStore
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+class ScriptedAdapter(Adapter):
+    """An adapter driven by the test: push events (or an exception to crash) into ``inbox``."""
+
+    instances: ClassVar[list[ScriptedAdapter]]
+    fail_announce: ClassVar[bool] = False
+    crash_on_start: ClassVar[int] = 0  # how many instances crash immediately
+
+    def __init__(self, network: str, settings: BaseModel, host: AdapterHost) -> None:
+        super().__init__(network, settings, host)
+        self.inbox: asyncio.Queue[Event | BaseException | None] = asyncio.Queue()
+        self.joins: list[RoomId] = []
+        self.leaves: list[tuple[RoomId, str]] = []
+        self.sent: list[tuple[RoomId, str]] = []
+        self.announced: list[tuple[RoomId, Badge]] = []
+        self.closed = False
+        type(self).instances.append(self)
+
+    async def run(self) -> None:
+        cls = type(self)
+        if cls.crash_on_start > 0:
+            cls.crash_on_start -= 1
+            raise ConnectionError("scripted crash on start")
+        await self.host.emit(Connected(self.network))
+        while True:
+            item = await self.inbox.get()
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            await self.host.emit(item)
+
+    async def join(self, room: RoomId) -> None:
+        self.joins.append(room)
+        await self.host.emit(Joined(self.room(room)))
+
+    async def leave(self, room: RoomId, reason: str) -> None:
+        self.leaves.append((room, reason))
+
+    async def send(self, room: RoomId, text: str) -> None:
+        self.sent.append((room, text))
+
+    async def announce(self, room: RoomId, badge: Badge) -> None:
+        if type(self).fail_announce:
+            raise PermissionError("cannot post here")
+        self.announced.append((room, badge))
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+async def until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Wait for ``predicate`` to hold, failing the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.005)
+
+
+def make_config(**overrides: Any) -> Config:
+    """A config with one network ``net`` (adapter ``scripted``) and room ``#kids``, fast restarts."""
+    raw: dict[str, Any] = {
+        "networks": [{"name": "net", "adapter": "scripted", "rooms": [{"id": "#kids"}]}],
+        "supervisor": {"restart_base_seconds": 0.01, "restart_cap_seconds": 0.05},
+    }
+    raw.update(overrides)
+    return Config.model_validate(raw)
+
+
+class RuntimeHarness:
+    def __init__(self, runtime: Runtime, task: asyncio.Task[int], store: SQLiteStore) -> None:
+        self.runtime = runtime
+        self.task = task
+        self.store = store
+
+    async def stop(self) -> int:
+        self.runtime.stop()
+        return await asyncio.wait_for(self.task, 5)
