@@ -104,3 +104,16 @@ class RuntimeHarness:
     async def stop(self) -> int:
         self.runtime.stop()
         return await asyncio.wait_for(self.task, 5)
+
+
+def require(available: bool, reason: str) -> None:
+    """Skip with ``reason`` on a developer machine, but fail in CI, where everything must run."""
+    import os
+
+    import pytest
+
+    if available:
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"required in CI: {reason}")
+    pytest.skip(reason)

@@ -1,0 +1,132 @@
+"""Chat text is hostile input and private: it never reaches logs, and no input breaks the bot."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from collections.abc import Iterator
+
+import structlog
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from presencebot import log
+from presencebot.adapters.terminal import parse_line
+from presencebot.events import Author, Message, RoomRef
+from presencebot.ids import RoomId
+from presencebot.pipeline import Pipeline
+from presencebot.rooms import RoomContext
+from presencebot.rule import RoomSettingsView
+from presencebot.rules.minor_whereabouts import RULE, minor_whereabouts
+from presencebot.testing import capture_logs
+
+REF = RoomRef("net", RoomId("#r"))
+
+
+def test_chat_text_is_redacted_above_debug() -> None:
+    stream = io.StringIO()
+    log.configure("debug", "json", stream=stream)
+    try:
+        logger = structlog.get_logger("t")
+        logger.info("thing", text="secret chat 1")
+        logger.warning("thing", chat_text="secret chat 2")
+        logger.debug("thing", text="debug chat")
+    finally:
+        structlog.reset_defaults()
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [entry.get("text") or entry.get("chat_text") for entry in lines] == [
+        "[redacted]",
+        "[redacted]",
+        "debug chat",
+    ]
+    assert "secret chat" not in stream.getvalue()
+
+
+def test_level_filter_and_bound_context() -> None:
+    stream = io.StringIO()
+    log.configure("warning", "json", stream=stream)
+    try:
+        logger = structlog.get_logger("t")
+        with structlog.contextvars.bound_contextvars(network="libera", room="#kids", event_id="e1"):
+            logger.info("dropped")
+            logger.warning("kept")
+    finally:
+        structlog.reset_defaults()
+    (entry,) = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert entry["event"] == "kept"
+    assert (entry["network"], entry["room"], entry["event_id"]) == ("libera", "#kids", "e1")
+
+
+def test_capture_logs_helper_applies_redaction() -> None:
+    with capture_logs() as logs:
+        structlog.get_logger().info("x", text="hello")
+    assert logs[0]["text"] == "[redacted]"
+
+
+@st.composite
+def nasty_text(draw: st.DrawFn) -> str:
+    pieces = draw(
+        st.lists(
+            st.one_of(
+                st.text(max_size=200),
+                st.sampled_from(
+                    [
+                        "\u200b",
+                        "\u202e",
+                        "\ufeff",
+                        "\x00",
+                        "\r",
+                        "\n",
+                        "\u0301" * 50,
+                        "im 12 ",
+                        "where do u live",
+                        "@",
+                    ]
+                ),
+            ),
+            max_size=30,
+        )
+    )
+    return "".join(pieces)
+
+
+@settings(max_examples=300, deadline=None)
+@given(nasty_text(), nasty_text())
+async def test_pipeline_never_raises_on_any_text(a: str, b: str) -> None:
+    room = RoomContext(REF, RoomSettingsView(rules=("minor_whereabouts",)))
+    pipeline = Pipeline([RULE])
+    for nick, text in (("amy", a), ("bob", b), ("amy", b)):
+        await pipeline.process(Message(REF, Author(nick), text), room)
+    assert pipeline.stats["minor_whereabouts"].errors == 0
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=300))
+def test_terminal_line_parser_never_raises(line: str) -> None:
+    parsed = parse_line(line)
+    if parsed is not None:
+        nick, _text, _direct = parsed
+        assert 1 <= len(nick) <= 32 and ":" not in nick
+
+
+def _worst_case_seconds(text: str) -> float:
+    room = RoomContext(REF, RoomSettingsView(rules=("minor_whereabouts",)))
+    room.add(Message(REF, Author("amy"), "im 12"))
+    started = time.perf_counter()
+    list(minor_whereabouts.check(Message(REF, Author("bob"), text), room) or ())  # type: ignore[arg-type]
+    return time.perf_counter() - started
+
+
+def test_work_per_message_is_bounded_by_the_scan_limit() -> None:
+    """Not a timing test: a 64 KiB message costs about what its first 2,000 characters cost."""
+    small = "a " * 1000 + "where do u live"
+    huge = small + ("a " * 32_000)
+    assert len(huge.encode()) > 64_000
+    best_small = min(_worst_case_seconds(small) for _ in range(5))
+    best_huge = min(_worst_case_seconds(huge) for _ in range(5))
+    assert best_huge < best_small * 20 + 0.01  # linear in the whole text would be ~33x
+
+
+def iter_lines() -> Iterator[str]:  # pragma: no cover - kept for debugging fuzz failures
+    yield from ()
