@@ -13,7 +13,7 @@ from pydantic import BaseModel, ValidationError
 
 from presencebot import plugins
 from presencebot.adapter import Adapter
-from presencebot.config import Config, describe_errors
+from presencebot.config import Config, describe_errors, dotted_path
 from presencebot.errors import ConfigError, PluginError
 from presencebot.rule import Rule
 from presencebot.tomlpos import key_lines, locate
@@ -42,7 +42,8 @@ def resolve(config: Config, *, text: str | None = None, source: str = "<defaults
         try:
             cls = plugins.load_adapter(network.adapter)
         except PluginError as exc:
-            problems.append(f"{where('networks', index, 'adapter')}: networks[{index}].adapter: {exc}")
+            adapter_path = ("networks", index, "adapter")
+            problems.append(f"{where(*adapter_path)}: {dotted_path(adapter_path)}: {exc}")
             continue
         try:
             settings = cls.Settings.model_validate(network.settings)
@@ -65,8 +66,7 @@ def resolve(config: Config, *, text: str | None = None, source: str = "<defaults
         try:
             rules.append(plugins.load_rule(name))
         except PluginError as exc:
-            dotted = ".".join(str(p) for p in path)
-            problems.append(f"{where(*path)}: {dotted}: {exc}")
+            problems.append(f"{where(*path)}: {dotted_path(path)}: {exc}")
     if problems:
         raise ConfigError(problems)
     return Resolved(adapters, rules)

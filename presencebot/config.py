@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
@@ -25,7 +25,8 @@ from presencebot.errors import ConfigError
 from presencebot.tomlpos import key_lines, locate
 
 ENV_PREFIX = "PRESENCEBOT_"
-_SENSITIVE = ("password", "token", "secret", "passphrase", "key")
+# Substrings of a key name that mark its value secret; "pass" also covers passwd, nickserv_pass.
+_SENSITIVE = ("pass", "token", "secret", "key", "credential", "auth", "cookie")
 
 Language = Literal["en", "fr"]
 Region = Literal["uk", "us", "ca", "au"]
@@ -234,50 +235,116 @@ class Config(_Model):
         raise KeyError(name)
 
 
-def apply_env(raw: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
-    """Overlay ``PRESENCEBOT_*`` variables onto the parsed TOML (see the module docstring)."""
+KeyPath = tuple[str | int, ...]
+
+
+def apply_env(
+    raw: dict[str, Any], environ: Mapping[str, str], *, origins: dict[KeyPath, str] | None = None
+) -> dict[str, Any]:
+    """Overlay ``PRESENCEBOT_*`` variables onto the parsed TOML (see the module docstring).
+
+    ``origins``, when given, receives the key path each variable set (list entries by index), so
+    an invalid value is reported against the variable rather than a line of the file that does not
+    hold it.
+    """
     for var, value in sorted(environ.items()):
         if not var.startswith(ENV_PREFIX) or var == ENV_PREFIX:
             continue
         parts = [p.lower() for p in var[len(ENV_PREFIX) :].split("__") if p]
-        if parts:
-            _set_path(raw, parts, value, var)
+        if not parts:
+            continue
+        if parts[0] not in raw:
+            entries = _default_entries(parts[0])
+            if entries is not None:
+                raw[parts[0]] = entries
+        path = _set_path(raw, parts, value, var)
+        if origins is not None:
+            origins[path] = var
     return raw
 
 
-def _set_path(node: dict[str, Any], parts: Sequence[str], value: str, var: str) -> None:
+def _default_entries(key: str) -> list[Any] | None:
+    """The built-in value of a top-level list such as ``networks``, shaped as TOML would give it.
+
+    Without it, ``PRESENCEBOT_NETWORKS__LOCAL__...`` on a file that lists no networks would turn
+    ``networks`` into a table instead of reaching the default ``local`` network.
+    """
+    field = Config.model_fields.get(key)
+    if field is None:
+        return None
+    default = field.get_default(call_default_factory=True)
+    if not isinstance(default, list):
+        return None
+    return [
+        item.model_dump(mode="json", exclude_defaults=True) if isinstance(item, BaseModel) else item
+        for item in default
+    ]
+
+
+def _set_path(node: dict[str, Any], parts: Sequence[str], value: str, var: str) -> KeyPath:
+    """Set ``value`` at ``parts`` below ``node``; returns the key path it was set at."""
     key, rest = parts[0], parts[1:]
-    if not rest:
-        node[key] = value
-        return
     child = node.get(key)
     if isinstance(child, list):
-        # Lists of named tables (networks, notify) are addressed by name.
+        # Lists of named tables (networks, notify) are addressed by name, one key at a time.
         if not rest:
             raise ConfigError([f"{var}: cannot replace the whole list {key!r} from the environment"])
         name, rest = rest[0], rest[1:]
-        for item in child:
+        for index, item in enumerate(child):
             if isinstance(item, dict) and str(item.get("name", "")).lower() == name:
-                if rest:
-                    _set_path(item, rest, value, var)
-                return
+                if not rest:
+                    raise ConfigError(
+                        [f"{var}: cannot replace the whole entry {name!r} of {key!r}; set one of its keys"]
+                    )
+                return (key, index, *_set_path(item, rest, value, var))
         raise ConfigError([f"{var}: no entry named {name!r} in {key!r}"])
+    if not rest:
+        node[key] = value
+        return (key,)
     if child is None:
         child = node[key] = {}
     if not isinstance(child, dict):
         raise ConfigError([f"{var}: {key!r} is not a table, cannot set {'.'.join(rest)!r} in it"])
-    _set_path(child, rest, value, var)
+    return (key, *_set_path(child, rest, value, var))
 
 
 def _is_sensitive(loc: Sequence[str | int]) -> bool:
     return any(isinstance(p, str) and any(s in p.lower() for s in _SENSITIVE) for p in loc)
 
 
-def _dotted(loc: Sequence[str | int]) -> str:
+def _secrets(value: Any, sensitive: bool) -> Iterator[str]:
+    """Every string in ``value`` held under a sensitive key (all of them when ``sensitive``).
+
+    Validators may quote their input in their message (``'abc' is not a bot token``), and a
+    model-level error carries the whole table, so hiding ``(got ...)`` alone is not enough. Strings
+    shorter than 4 characters are left alone: scrubbing them would garble every message and they
+    are not credible secrets.
+    """
+    if isinstance(value, str):
+        if sensitive and len(value) >= 4:
+            yield value
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from _secrets(item, sensitive or _is_sensitive((str(key),)))
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from _secrets(item, sensitive)
+
+
+def dotted_path(loc: Sequence[str | int]) -> str:
+    """``("networks", 0, "rooms")`` -> ``networks[0].rooms``, the form every problem uses."""
     out = ""
     for part in loc:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out or "(top level)"
+
+
+def _origin(loc: KeyPath, origins: Mapping[KeyPath, str]) -> str | None:
+    """The environment variable that set ``loc`` or one of its ancestors, if any."""
+    for cut in range(len(loc), 0, -1):
+        if loc[:cut] in origins:
+            return origins[loc[:cut]]
+    return None
 
 
 def describe_errors(
@@ -286,14 +353,19 @@ def describe_errors(
     source: str,
     text: str | None,
     prefix: Sequence[str | int] = (),
+    origins: Mapping[KeyPath, str] | None = None,
 ) -> list[str]:
-    """One line per pydantic error: ``file:line: key.path: what is wrong``. Never echoes secrets."""
+    """One line per pydantic error: ``file:line: key.path: what is wrong``. Never echoes secrets.
+
+    A value set by an environment variable is reported as ``VARIABLE: key.path: what is wrong``.
+    """
     lines = key_lines(text) if text is not None else {}
     problems = []
     for err in error.errors():
         loc = (*prefix, *err["loc"])
+        variable = _origin(loc, origins or {})
         line = locate(loc, lines)
-        where = f"{source}:{line}" if line is not None else source
+        where = variable or (f"{source}:{line}" if line is not None else source)
         message = err["msg"]
         if err["type"] == "extra_forbidden":
             message = "unknown setting (check the spelling; `presencebot config-schema` lists them)"
@@ -307,7 +379,9 @@ def describe_errors(
             and len(repr(value)) <= 60
         ):
             message += f" (got {value!r})"
-        problems.append(f"{where}: {_dotted(loc)}: {message}")
+        for secret in sorted(set(_secrets(value, _is_sensitive(loc))), key=len, reverse=True):
+            message = message.replace(secret, "***")
+        problems.append(f"{where}: {dotted_path(loc)}: {message}")
     return problems
 
 
@@ -321,11 +395,12 @@ def parse(
             raw = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError([f"{source}: not valid TOML: {exc}"]) from None
-    raw = apply_env(raw, os.environ if environ is None else environ)
+    origins: dict[KeyPath, str] = {}
+    raw = apply_env(raw, os.environ if environ is None else environ, origins=origins)
     try:
         return Config.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(describe_errors(exc, source=source, text=text)) from None
+        raise ConfigError(describe_errors(exc, source=source, text=text, origins=origins)) from None
 
 
 def load(path: Path | None, *, environ: Mapping[str, str] | None = None) -> tuple[Config, str | None]:
