@@ -34,8 +34,23 @@ def redact_chat_text(
     return event_dict
 
 
+class _Stderr:
+    """Writes to whatever ``sys.stderr`` is *now*, so a redirected or replaced stderr (pytest's
+    capture, a daemon manager) never leaves the logger holding a closed file."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def isatty(self) -> bool:
+        return sys.stderr.isatty()
+
+
 def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = None) -> None:
-    stream = stream or sys.stderr
+    stream = stream or _Stderr()  # type: ignore[assignment]
+    assert stream is not None
     use_console = fmt == "console" or (fmt == "auto" and stream.isatty())
     renderer: Processor = (
         structlog.dev.ConsoleRenderer(colors=stream.isatty())
