@@ -133,9 +133,14 @@ CheckResult = RuleResult | Awaitable[RuleResult]
 
 @runtime_checkable
 class Rule(Protocol):
-    id: str
-    version: str
-    description: str
+    """Anything with these three read-only attributes and ``check`` is a rule."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def version(self) -> str: ...
+    @property
+    def description(self) -> str: ...
 
     def check(self, message: Message, room: RoomView) -> CheckResult: ...
 
