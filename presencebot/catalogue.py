@@ -42,9 +42,9 @@ CATALOGUE: Final[dict[str, dict[str, str]]] = {
         "report.private_only": (
             "Please do not report in the room: send me a private message starting with !report."
         ),
-        "report.failed": (
-            "Sorry, your report could not be saved. Please try again, or call {emergency} "
-            "if you are in danger."
+        "report.delayed": (
+            "Thank you. Your report (reference {alert_id}) could not be passed on straight away; "
+            "it will be as soon as possible. If you are in danger right now, call {emergency}."
         ),
         "category.address": "home address",
         "category.location": "where they live",
@@ -86,9 +86,9 @@ CATALOGUE: Final[dict[str, dict[str, str]]] = {
         "report.private_only": (
             "Merci de ne pas signaler dans le salon : envoie-moi un message privé commençant par !report."
         ),
-        "report.failed": (
-            "Désolé, ton signalement n'a pas pu être enregistré. Réessaie, ou appelle le "
-            "{emergency} si tu es en danger."
+        "report.delayed": (
+            "Merci. Ton signalement (référence {alert_id}) n'a pas pu être transmis tout de suite ; "
+            "il le sera dès que possible. Si tu es en danger maintenant, appelle le {emergency}."
         ),
         "category.address": "adresse du domicile",
         "category.location": "lieu d'habitation",

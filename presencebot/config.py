@@ -163,6 +163,11 @@ class RulesConfig(_Model):
     settings: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 
+class CommandsConfig(_Model):
+    cooldown_seconds: float = Field(default=30.0, ge=0, le=3600)
+    """``!police`` and ``!help`` are answered at most once per this many seconds per room."""
+
+
 class StoreConfig(_Model):
     path: Path = Path("presencebot.db")
     """SQLite file; relative paths are relative to the working directory."""
@@ -206,6 +211,7 @@ class Config(_Model):
     memory: MemoryConfig = Field(default_factory=MemoryConfig)
     evidence: EvidenceConfig = Field(default_factory=EvidenceConfig)
     rules: RulesConfig = Field(default_factory=RulesConfig)
+    commands: CommandsConfig = Field(default_factory=CommandsConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
     notify: list[NotifyConfig] = Field(default_factory=list)
     supervisor: SupervisorConfig = Field(default_factory=SupervisorConfig)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -118,6 +119,10 @@ class Runtime:
         self._notify = [(n.name, n.sink) for n in config.notify]
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        # Alerts the store refused: kept in memory and retried, never dropped (see _keep_trying).
+        self._unsaved: deque[alerts.Alert] = deque()
+        self._unsaved_added = asyncio.Event()
+        self._command_last: dict[tuple[RoomRef, str], float] = {}
 
     # --- lifecycle -------------------------------------------------------------------------
     async def run(self) -> int:
@@ -126,6 +131,7 @@ class Runtime:
         Returns the process exit status: 0, or 1 if an adapter stopped on a fatal error.
         """
         await self.store.open()
+        retry = asyncio.create_task(self._keep_trying(), name="unsaved-alerts")
         try:
             self._tasks = [
                 asyncio.create_task(self._supervise(slot), name=f"adapter:{slot.name}")
@@ -141,6 +147,9 @@ class Runtime:
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
         finally:
+            retry.cancel()
+            await asyncio.gather(retry, return_exceptions=True)
+            await self._last_try()
             await self.store.close()
             log.info("runtime.stopped")
         return 1 if any(slot.fatal for slot in self.networks.values()) else 0
@@ -303,9 +312,7 @@ class Runtime:
             return
         context = self.context(message.room)
         for flag in await self.pipeline.process(message, context):
-            alert = alerts.from_flag(flag, message, context.recent, self.config.evidence)
-            with contextlib.suppress(StoreError):  # logged by _raise; the adapter keeps running
-                await self._raise(adapter, alert)
+            await self._raise(adapter, alerts.from_flag(flag, message, context.recent, self.config.evidence))
 
     def context(self, room: RoomRef) -> RoomContext:
         context = self.contexts.get(room)
@@ -313,8 +320,24 @@ class Runtime:
             context = self.contexts[room] = new_context(self.config, room)
         return context
 
+    def _cooling_down(self, message: Message, command: commands.Command) -> bool:
+        """``!police``/``!help`` are answered once per cooldown per room (or per person in private),
+        so that a prankster cannot make the bot flood a room — and get it banned for flooding."""
+        if command.name == "report":
+            return False
+        key = (message.room, command.name)
+        now = asyncio.get_running_loop().time()
+        last = self._command_last.get(key)
+        if last is not None and now - last < self.config.commands.cooldown_seconds:
+            return True
+        self._command_last[key] = now
+        return False
+
     async def _on_command(self, adapter: Adapter, message: Message, command: commands.Command) -> None:
         settings = effective_settings(self.config, message.room.network, message.room.id)
+        if self._cooling_down(message, command):
+            log.info("command.cooldown", command=command.name)
+            return
         log.info("command", command=command.name, direct=message.is_direct)
         if command.name == "police":
             await adapter.send(message.room.id, commands.police_reply(self.config, settings))
@@ -325,36 +348,37 @@ class Runtime:
             await adapter.send(message.room.id, catalogue.text(settings.language, "report.usage"))
         else:
             emergency = commands.emergency_number(settings)
-            try:
-                stored = await self._raise(adapter, alerts.from_report(message))
-            except StoreError:
-                await adapter.send(
-                    message.room.id,
-                    catalogue.text(settings.language, "report.failed", emergency=emergency),
-                )
-                return
+            alert = alerts.from_report(message)
+            stored = await self._raise(adapter, alert)
             if not message.is_direct:
                 await adapter.send(message.room.id, catalogue.text(settings.language, "report.private_only"))
+            key = "report.thanks" if stored else "report.delayed"
             await adapter.send(
                 message.room.id,
-                catalogue.text(settings.language, "report.thanks", alert_id=stored.id, emergency=emergency),
+                catalogue.text(settings.language, key, alert_id=alert.id, emergency=emergency),
             )
 
-    async def _raise(self, adapter: Adapter, alert: alerts.Alert) -> alerts.Alert:
-        """Store the alert (and its outbox rows) durably, then show it where the adapter can."""
+    async def _raise(self, adapter: Adapter, alert: alerts.Alert) -> bool:
+        """Store the alert (and its outbox rows) durably, then show it where the adapter can.
+
+        Returns False if the store refused it: the alert is then kept in memory and retried in
+        the background (``_keep_trying``) rather than dropped, and the adapter carries on.
+        """
         try:
             stored = await self.store.add(alert, self._notify)
         except StoreError as exc:
-            # Keep the facts an operator needs to recover it by hand; never the chat text.
-            log.critical(
+            log.error(
                 "alert.store_failed",
                 error=str(exc),
                 alert_id=alert.id,
                 rule=alert.rule_id,
                 category=alert.category,
                 target=str(alert.target),
+                unsaved=len(self._unsaved) + 1,
             )
-            raise
+            self._unsaved.append(alert)
+            self._unsaved_added.set()
+            return False
         log.warning(
             "alert.raised",
             alert_id=stored.id,
@@ -365,4 +389,35 @@ class Runtime:
             requester=str(stored.requester) if stored.requester else None,
         )
         await adapter.show_alert(alert.room.id, stored)
-        return stored
+        return True
+
+    async def _keep_trying(self) -> None:
+        """Retry unsaved alerts, oldest first, with backoff, until the store takes them."""
+        backoff = ExponentialBackoff(0.5, 30.0)
+        while True:
+            await self._unsaved_added.wait()
+            while self._unsaved:
+                alert = self._unsaved[0]
+                try:
+                    await self.store.add(alert, self._notify)
+                except StoreError:
+                    await asyncio.sleep(backoff.delay())
+                    continue
+                self._unsaved.popleft()
+                backoff.reset()
+                log.warning(
+                    "alert.stored_late", alert_id=alert.id, rule=alert.rule_id, category=alert.category
+                )
+            self._unsaved_added.clear()
+
+    async def _last_try(self) -> None:
+        """At shutdown: one more attempt for each unsaved alert; what still fails is written to
+        the log in full (it is flagged evidence, which may be persisted) so an operator can
+        re-enter it, rather than vanish with the process."""
+        while self._unsaved:
+            alert = self._unsaved.popleft()
+            try:
+                await self.store.add(alert, self._notify)
+                log.warning("alert.stored_late", alert_id=alert.id)
+            except StoreError as exc:
+                log.critical("alert.unsaved_at_shutdown", error=str(exc), alert=alert.to_json())

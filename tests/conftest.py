@@ -34,8 +34,13 @@ async def start_runtime(
     """``start_runtime(config, {"net": AdapterClass}, rules)`` runs a Runtime in the background."""
     harnesses: list[RuntimeHarness] = []
 
-    def start(config: Config, adapters: dict[str, type[Adapter]], rules: list[Rule]) -> RuntimeHarness:
-        store = SQLiteStore(tmp_path / "alerts.db")
+    def start(
+        config: Config,
+        adapters: dict[str, type[Adapter]],
+        rules: list[Rule],
+        store: SQLiteStore | None = None,
+    ) -> RuntimeHarness:
+        store = store or SQLiteStore(tmp_path / "alerts.db")
         resolved = {name: (cls, cls.Settings()) for name, cls in adapters.items()}
         runtime = Runtime(config, store, adapters=resolved, rules=rules)
         harness = RuntimeHarness(runtime, asyncio.create_task(runtime.run()), store)

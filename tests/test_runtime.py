@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
-from presencebot.errors import FatalAdapterError
+from presencebot.alerts import Alert
+from presencebot.errors import FatalAdapterError, StoreError
 from presencebot.events import Author, Banned, Invited, Joined, Kicked, Message, RoomRef
 from presencebot.ids import AccountId, RoomId
 from presencebot.rule import Flag, RoomView, rule
 from presencebot.rules.minor_whereabouts import RULE as WHEREABOUTS
 from presencebot.runtime import RoomState
+from presencebot.store.sqlite import SQLiteStore
 from presencebot.testing import capture_logs
 from tests.support import RuntimeHarness, ScriptedAdapter, make_config, until
 
@@ -356,3 +359,68 @@ async def test_stop_closes_adapters_and_the_store(
     assert scripted.instances[0].closed
     with pytest.raises(Exception, match="not open"):
         await h.store.list()
+
+
+class FlakyStore(SQLiteStore):
+    """A real SQLite store whose next ``failures`` writes fail, as a full disk or a lock would."""
+
+    def __init__(self, path: Path, failures: int) -> None:
+        super().__init__(path)
+        self.failures = failures
+
+    async def add(self, alert: Alert, notify: Sequence[tuple[str, str]]) -> Alert:
+        if self.failures > 0:
+            self.failures -= 1
+            raise StoreError("database or disk is full")
+        return await super().add(alert, notify)
+
+
+async def test_an_alert_the_store_refuses_is_retried_until_it_lands(
+    start_runtime: Start, scripted: type[ScriptedAdapter], tmp_path: Path
+) -> None:
+    store = FlakyStore(tmp_path / "flaky.db", failures=2)
+    with capture_logs() as logs:
+        h = start_runtime(make_config(), {"net": scripted}, [WHEREABOUTS], store=store)
+        await until(lambda: bool(scripted.instances) and bool(scripted.instances[0].announced))
+        adapter = scripted.instances[0]
+        await adapter.inbox.put(msg("lily", "im 12"))
+        await adapter.inbox.put(msg("mark", "lily where do u live"))
+        await adapter.inbox.put(msg("kian", "hi"))  # the adapter carries on meanwhile
+        await until(lambda: any(e["event"] == "alert.stored_late" for e in logs), timeout=10)
+    (alert,) = await h.store.list()
+    assert alert.target.nick == "lily"
+    assert [e["event"] for e in logs].count("alert.store_failed") == 1
+    assert h.runtime.pipeline.stats["minor_whereabouts"].calls == 3
+
+
+async def test_an_alert_still_unsaved_at_shutdown_is_logged_in_full(
+    start_runtime: Start, scripted: type[ScriptedAdapter], tmp_path: Path
+) -> None:
+    store = FlakyStore(tmp_path / "flaky.db", failures=10_000)
+    with capture_logs() as logs:
+        h = start_runtime(make_config(), {"net": scripted}, [WHEREABOUTS], store=store)
+        await until(lambda: bool(scripted.instances) and bool(scripted.instances[0].announced))
+        adapter = scripted.instances[0]
+        dm = RoomRef("net", RoomId("@lily"))
+        await adapter.inbox.put(msg("lily", "!report he wants my address", room=dm, is_direct=True))
+        await until(lambda: bool(adapter.sent))
+        assert await h.stop() == 0
+    assert "could not be passed on straight away" in adapter.sent[0][1]
+    (dump,) = [e for e in logs if e["event"] == "alert.unsaved_at_shutdown"]
+    assert dump["alert"]["category"] == "report"
+    assert dump["alert"]["evidence"][0]["text"] == "!report he wants my address"
+    assert dump["alert"]["id"] in adapter.sent[0][1]
+
+
+async def test_police_and_help_have_a_cooldown_per_room(
+    start_runtime: Start, scripted: type[ScriptedAdapter]
+) -> None:
+    h = start_runtime(make_config(), {"net": scripted}, [WHEREABOUTS])
+    await until(lambda: bool(scripted.instances) and bool(scripted.instances[0].announced))
+    adapter = scripted.instances[0]
+    for _ in range(5):
+        await adapter.inbox.put(msg("prankster", "!police"))
+    await adapter.inbox.put(msg("lily", "!police", room=RoomRef("net", RoomId("@lily")), is_direct=True))
+    await adapter.inbox.put(msg("lily", "hi"))
+    await until(lambda: h.runtime.pipeline.stats["minor_whereabouts"].calls == 1)  # "hi" came last
+    assert [room for room, _ in adapter.sent] == ["#kids", "@lily"]
