@@ -85,6 +85,12 @@ async def until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
         await asyncio.sleep(0.005)
 
 
+async def announced(adapter_cls: type[ScriptedAdapter], index: int = 0) -> ScriptedAdapter:
+    """Wait until instance ``index`` of ``adapter_cls`` has shown a badge; return it."""
+    await until(lambda: len(adapter_cls.instances) > index and bool(adapter_cls.instances[index].announced))
+    return adapter_cls.instances[index]
+
+
 def make_config(**overrides: Any) -> Config:
     """A config with one network ``net`` (adapter ``scripted``) and room ``#kids``, fast restarts."""
     raw: dict[str, Any] = {

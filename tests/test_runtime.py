@@ -18,7 +18,7 @@ from presencebot.rules.minor_whereabouts import RULE as WHEREABOUTS
 from presencebot.runtime import RoomState
 from presencebot.store.sqlite import SQLiteStore
 from presencebot.testing import capture_logs
-from tests.support import RuntimeHarness, ScriptedAdapter, make_config, until
+from tests.support import RuntimeHarness, ScriptedAdapter, announced, make_config, until
 
 KIDS = RoomRef("net", RoomId("#kids"))
 
@@ -52,8 +52,7 @@ async def test_badge_is_announced_on_join_before_any_message(
     start_runtime: Start, scripted: type[ScriptedAdapter]
 ) -> None:
     h = start_runtime(make_config(), {"net": scripted}, [WHEREABOUTS])
-    await until(lambda: bool(scripted.instances) and bool(scripted.instances[0].announced))
-    adapter = scripted.instances[0]
+    adapter = await announced(scripted)
     assert adapter.joins == ["#kids"]
     room, badge = adapter.announced[0]
     assert room == "#kids"
@@ -66,7 +65,7 @@ async def test_crashed_adapter_is_restarted_and_rejoins_with_a_new_badge(
 ) -> None:
     with capture_logs() as logs:
         h = start_runtime(make_config(), {"net": scripted}, [WHEREABOUTS])
-        await until(lambda: bool(scripted.instances) and bool(scripted.instances[0].announced))
+        await announced(scripted)
         first = scripted.instances[0]
         await first.inbox.put(ConnectionResetError("socket closed"))
         await until(lambda: len(scripted.instances) == 2 and bool(scripted.instances[1].announced))
@@ -107,7 +106,7 @@ async def test_one_adapter_failing_never_stops_another(
         room_defaults=EVERY,
     )
     h = start_runtime(config, {"net": scripted, "bad": Broken}, [flag_everything])
-    await until(lambda: bool(scripted.instances) and bool(scripted.instances[0].announced))
+    await announced(scripted)
     await until(lambda: len(Broken.instances) >= 3)
     await scripted.instances[0].inbox.put(msg("lily", "hello"))
     await until(lambda: h.runtime.pipeline.stats["every_message"].flags == 1)
@@ -119,7 +118,7 @@ async def test_fatal_adapter_error_stops_that_adapter_and_exit_status_is_1(
     start_runtime: Start, scripted: type[ScriptedAdapter]
 ) -> None:
     h = start_runtime(make_config(), {"net": scripted}, [])
-    await until(lambda: bool(scripted.instances) and bool(scripted.instances[0].announced))
+    await announced(scripted)
     await scripted.instances[0].inbox.put(FatalAdapterError("the token was refused"))
     assert await asyncio.wait_for(h.task, 5) == 1
     assert len(scripted.instances) == 1  # not restarted
@@ -132,7 +131,7 @@ async def test_a_raising_rule_is_isolated_and_the_others_still_run(
     config = make_config(room_defaults={"rules": ["boom", "every_message"]})
     with capture_logs() as logs:
         h = start_runtime(config, {"net": scripted}, [boom, flag_everything])
-        await until(lambda: bool(scripted.instances) and bool(scripted.instances[0].announced))
+        await announced(scripted)
         await scripted.instances[0].inbox.put(msg("lily", "hi"))
         await scripted.instances[0].inbox.put(msg("mark", "hi"))
         await until(lambda: h.runtime.pipeline.stats["every_message"].flags == 2)
@@ -150,7 +149,7 @@ async def test_an_async_rule_over_budget_is_cut_off(
     config = make_config(room_defaults={"rules": ["slow", "every_message"]}, rules={"time_budget_ms": 20})
     with capture_logs() as logs:
         h = start_runtime(config, {"net": scripted}, [slow, flag_everything])
-        await until(lambda: bool(scripted.instances) and bool(scripted.instances[0].announced))
+        await announced(scripted)
         await scripted.instances[0].inbox.put(msg("lily", "hi"))
         await until(lambda: h.runtime.pipeline.stats["every_message"].flags == 1, timeout=2)
     assert h.runtime.pipeline.stats["slow"].overruns == 1
@@ -161,7 +160,7 @@ async def test_messages_from_a_room_without_badge_are_ignored(
     start_runtime: Start, scripted: type[ScriptedAdapter]
 ) -> None:
     h = start_runtime(make_config(room_defaults=EVERY), {"net": scripted}, [flag_everything])
-    await until(lambda: bool(scripted.instances) and bool(scripted.instances[0].announced))
+    await announced(scripted)
     await scripted.instances[0].inbox.put(msg("lily", "hi", room=RoomRef("net", RoomId("#elsewhere"))))
     await scripted.instances[0].inbox.put(msg("lily", "hi"))
     await until(lambda: h.runtime.pipeline.stats["every_message"].calls == 1)
@@ -187,8 +186,7 @@ async def test_a_join_nobody_asked_for_is_left_at_once(
     start_runtime: Start, scripted: type[ScriptedAdapter]
 ) -> None:
     start_runtime(make_config(), {"net": scripted}, [])
-    await until(lambda: bool(scripted.instances) and bool(scripted.instances[0].announced))
-    adapter = scripted.instances[0]
+    adapter = await announced(scripted)
     await adapter.inbox.put(Joined(RoomRef("net", RoomId("#forced"))))
     await until(lambda: bool(adapter.leaves))
     assert adapter.leaves[0][0] == "#forced"
@@ -250,7 +248,7 @@ async def test_banned_is_recorded_without_retry(
     start_runtime: Start, scripted: type[ScriptedAdapter]
 ) -> None:
     h = start_runtime(make_config(), {"net": scripted}, [])
-    await until(lambda: bool(scripted.instances) and bool(scripted.instances[0].announced))
+    await announced(scripted)
     await scripted.instances[0].inbox.put(Banned(KIDS, reason="banned"))
     await scripted.instances[0].inbox.put(ConnectionResetError())
     await until(lambda: len(scripted.instances) == 2)
@@ -267,8 +265,7 @@ async def test_commands_answer_in_the_room_language(
         networks=[{"name": "net", "adapter": "scripted", "rooms": [{"id": "#kids", "language": "fr"}]}],
     )
     start_runtime(config, {"net": scripted}, [])
-    await until(lambda: bool(scripted.instances) and bool(scripted.instances[0].announced))
-    adapter = scripted.instances[0]
+    adapter = await announced(scripted)
     assert adapter.announced[0][1].language == "fr"
     await adapter.inbox.put(msg("lily", "!police"))
     await adapter.inbox.put(msg("lily", "!HELP"))
@@ -283,8 +280,7 @@ async def test_private_report_raises_a_report_alert_and_thanks_with_its_id(
     start_runtime: Start, scripted: type[ScriptedAdapter]
 ) -> None:
     h = start_runtime(make_config(), {"net": scripted}, [])
-    await until(lambda: bool(scripted.instances) and bool(scripted.instances[0].announced))
-    adapter = scripted.instances[0]
+    adapter = await announced(scripted)
     dm = RoomRef("net", RoomId("@lily"))
     await adapter.inbox.put(msg("lily", "!report a man keeps asking for my address", room=dm, is_direct=True))
     await adapter.inbox.put(msg("lily", "!report", room=dm, is_direct=True))
@@ -301,8 +297,7 @@ async def test_public_report_still_raises_but_asks_for_privacy(
     start_runtime: Start, scripted: type[ScriptedAdapter]
 ) -> None:
     h = start_runtime(make_config(), {"net": scripted}, [])
-    await until(lambda: bool(scripted.instances) and bool(scripted.instances[0].announced))
-    adapter = scripted.instances[0]
+    adapter = await announced(scripted)
     await adapter.inbox.put(msg("lily", "!report someone asked my school"))
     await until(lambda: len(adapter.sent) == 2)
     assert len(await h.store.list()) == 1
@@ -313,8 +308,7 @@ async def test_history_is_context_but_never_flagged(
     start_runtime: Start, scripted: type[ScriptedAdapter]
 ) -> None:
     h = start_runtime(make_config(), {"net": scripted}, [WHEREABOUTS])
-    await until(lambda: bool(scripted.instances) and bool(scripted.instances[0].announced))
-    adapter = scripted.instances[0]
+    adapter = await announced(scripted)
     await adapter.inbox.put(msg("lily", "im 12", is_history=True))
     await adapter.inbox.put(msg("mark", "lily where do u live", is_history=True))
     await adapter.inbox.put(msg("mark", "lily what school do u go to"))
@@ -333,8 +327,7 @@ async def test_evidence_is_bounded_by_the_configured_window(
 ) -> None:
     config = make_config(evidence={"context_messages": 2, "context_seconds": 600})
     h = start_runtime(config, {"net": scripted}, [WHEREABOUTS])
-    await until(lambda: bool(scripted.instances) and bool(scripted.instances[0].announced))
-    adapter = scripted.instances[0]
+    adapter = await announced(scripted)
     start = msg("x", "x").at
     lines = [
         ("lily", "hiii im 12"),
@@ -354,7 +347,7 @@ async def test_stop_closes_adapters_and_the_store(
     start_runtime: Start, scripted: type[ScriptedAdapter]
 ) -> None:
     h = start_runtime(make_config(), {"net": scripted}, [])
-    await until(lambda: bool(scripted.instances) and bool(scripted.instances[0].announced))
+    await announced(scripted)
     assert await h.stop() == 0
     assert scripted.instances[0].closed
     with pytest.raises(Exception, match="not open"):
@@ -381,8 +374,7 @@ async def test_an_alert_the_store_refuses_is_retried_until_it_lands(
     store = FlakyStore(tmp_path / "flaky.db", failures=2)
     with capture_logs() as logs:
         h = start_runtime(make_config(), {"net": scripted}, [WHEREABOUTS], store=store)
-        await until(lambda: bool(scripted.instances) and bool(scripted.instances[0].announced))
-        adapter = scripted.instances[0]
+        adapter = await announced(scripted)
         await adapter.inbox.put(msg("lily", "im 12"))
         await adapter.inbox.put(msg("mark", "lily where do u live"))
         await adapter.inbox.put(msg("kian", "hi"))  # the adapter carries on meanwhile
@@ -399,8 +391,7 @@ async def test_an_alert_still_unsaved_at_shutdown_is_logged_in_full(
     store = FlakyStore(tmp_path / "flaky.db", failures=10_000)
     with capture_logs() as logs:
         h = start_runtime(make_config(), {"net": scripted}, [WHEREABOUTS], store=store)
-        await until(lambda: bool(scripted.instances) and bool(scripted.instances[0].announced))
-        adapter = scripted.instances[0]
+        adapter = await announced(scripted)
         dm = RoomRef("net", RoomId("@lily"))
         await adapter.inbox.put(msg("lily", "!report he wants my address", room=dm, is_direct=True))
         await until(lambda: bool(adapter.sent))
@@ -416,8 +407,7 @@ async def test_police_and_help_have_a_cooldown_per_room(
     start_runtime: Start, scripted: type[ScriptedAdapter]
 ) -> None:
     h = start_runtime(make_config(), {"net": scripted}, [WHEREABOUTS])
-    await until(lambda: bool(scripted.instances) and bool(scripted.instances[0].announced))
-    adapter = scripted.instances[0]
+    adapter = await announced(scripted)
     for _ in range(5):
         await adapter.inbox.put(msg("prankster", "!police"))
     await adapter.inbox.put(msg("lily", "!police", room=RoomRef("net", RoomId("@lily")), is_direct=True))
