@@ -1,160 +1,361 @@
 """``minor_whereabouts``: someone asks a child where they live, their school, or to meet up.
 
-A flag needs three things at once: a request for whereabouts, a target believed to be a minor,
-and the request aimed at that target. This first version understands the plain forms (stated
-ages such as "im 12", "12yo", "j'ai 12 ans"; requests such as "where do u live", "what school",
-"come over"); the detection issue extends the same structure with normalisation against evasion,
-more languages and forms, and measured figures.
+A message is flagged when three things hold at once (the policy in ``docs/rules.md``):
 
-Every regex here is linear (no nested quantifiers) and runs on at most ``MAX_SCAN`` characters,
-so the work per message is bounded whatever a person types.
+1. it completes a **request for whereabouts** (:mod:`.requests`): address, location, school or
+   meet-up — possibly split over a few consecutive short messages by the same person;
+2. the person it is **aimed at** is named (``lily: …``, ``@lily``, a nick at the start or end),
+   replied to, mentioned by the protocol, is the one the requester asked just before, or is the
+   only other person in a two-person exchange;
+3. that person is **believed to be a minor at that moment** (:mod:`.ages`): they stated an age or a
+   school year, or the room is declared for minors and they stated no adult age.
+
+What the rule remembers between messages lives in the room's bounded memory as facts: each
+person's latest age statement (six hours), and each requester's last request (ten minutes), so a
+follow-up such as "which town tho" is understood.
 """
 
 from __future__ import annotations
 
 import re
-import unicodedata
-from collections.abc import Iterator
-from datetime import datetime
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import lru_cache
+from typing import Final
 
 from presencebot.config import Audience
 from presencebot.events import Author, Message
 from presencebot.rule import Flag, Observe, RoomView, Severity, rule
+from presencebot.rules import ages, requests
+from presencebot.text import Normalised
+from presencebot.text import fold as _fold
+from presencebot.text import normalise as _normalise
 
-MAX_SCAN = 2_000
-ADULT_AGE = 18
-AGE_TTL_SECONDS = 6 * 3600
-FOLLOW_UP_WINDOW = 6  # messages: a two-person exchange counts as "aimed at" the other person
+AGE_TTL_SECONDS: Final = 6 * 3600
+ASKED_TTL_SECONDS: Final = 10 * 60
+FRAGMENT_MAX_CHARS: Final = 40
+FRAGMENT_WINDOW: Final = timedelta(seconds=90)
+FRAGMENTS: Final = 3
+EXCHANGE_MESSAGES: Final = 6
+EXCHANGE_WINDOW: Final = timedelta(minutes=10)
+HOW_OLD_LOOKBACK: Final = 3
+CONTEXT_MESSAGES: Final = 4
 
-_INVISIBLE = dict.fromkeys(c for c in range(0x2000, 0x2070) if unicodedata.category(chr(c)) == "Cf") | {
-    0xFEFF: None,
-    0x00AD: None,
+SEVERITY: Final = {
+    "address": Severity.HIGH,
+    "meetup": Severity.HIGH,
+    "school": Severity.MEDIUM,
+    "location": Severity.MEDIUM,
+}
+PRIORITY: Final = ("address", "meetup", "school", "location")
+WHAT: Final = {
+    "address": "home address",
+    "location": "location (where they live)",
+    "school": "school",
+    "meetup": "a meet-up",
 }
 
-_NOT_AGE_AFTER = r"(?!\s*(?:min|mins|minutes|hours|hrs|km|miles|mi\b|%|/|\.\d|lvl|level|th\b))"
-AGE_PATTERNS = (
-    re.compile(r"\b(?:i'?m|i am|im)\s+(?:only\s+|just\s+)?(\d{1,2})\b" + _NOT_AGE_AFTER),
-    re.compile(r"\b(\d{1,2})\s*(?:yo|y/o|yrs? old|years? old|ans)\b"),
-    re.compile(r"\bj'?\s?ai\s+(\d{1,2})\s*ans\b"),
+# Nick fragments that are ordinary words: never taken as addressing someone on their own.
+_COMMON: Final = frozenset(
+    {
+        "the",
+        "and",
+        "you",
+        "your",
+        "kid",
+        "kids",
+        "boy",
+        "girl",
+        "man",
+        "men",
+        "guy",
+        "cool",
+        "big",
+        "lil",
+        "little",
+        "real",
+        "mr",
+        "mrs",
+        "miss",
+        "dad",
+        "mum",
+        "mom",
+        "fan",
+        "pro",
+        "king",
+        "queen",
+        "gamer",
+        "player",
+        "plays",
+        "play",
+        "official",
+        "its",
+        "not",
+        "new",
+        "old",
+        "top",
+        "best",
+        "baby",
+        "bro",
+        "sis",
+        "bestie",
+        "xox",
+        "just",
+        "yes",
+        "hey",
+        "hiya",
+        "hello",
+        "lol",
+        "omg",
+        "user",
+        "main",
+        "alt",
+    }
 )
 
-REQUESTS: tuple[tuple[str, Severity, re.Pattern[str]], ...] = (
-    (
-        "address",
-        Severity.CRITICAL,
-        re.compile(
-            r"\b(?:what'?s|whats|wats|what is|give me|send me|tell me)\s+(?:ur|your|you're|yr)\s+"
-            r"(?:home\s+)?(?:address|addy|adress|postcode|post code|zip code|zip|street)\b"
-            r"|\b(?:c'?est\s+)?(?:quoi|quelle est)\s+ton\s+adresse\b(?!\s+(?:mail|e-?mail|ip))"
-        ),
-    ),
-    (
-        "location",
-        Severity.HIGH,
-        re.compile(
-            r"\bwh?ere\s+(?:do|d)\s+(?:u|you|ya)\s+(?:live|liv|stay)\b"
-            r"|\bwhere\s+(?:u|you)\s+(?:live|from)\b"
-            r"|\bwhat\s+(?:town|city|suburb|area)\s+(?:do\s+)?(?:u|you|are\s+(?:u|you))\b"
-            r"|\bt'?\s?habites?\s+o[uù]\b|\btu\s+habites?\s+o[uù]\b"
-            r"|\bo[uù]\s+(?:est-ce que\s+)?tu\s+habites?\b"
-        ),
-    ),
-    (
-        "school",
-        Severity.HIGH,
-        re.compile(
-            r"\b(?:what|which|wat|wot)\s+(?:school|skool|skul)\b"
-            r"|\bwhere\s+(?:do\s+)?(?:u|you)\s+go\s+to\s+(?:school|skool)\b"
-            r"|\b(?:quel|quelle)\s+(?:[ée]cole|coll[èe]ge|lyc[ée]e)\b|\bdans quel (?:coll[èe]ge|lyc[ée]e)\b"
-        ),
-    ),
-    (
-        "meetup",
-        Severity.CRITICAL,
-        re.compile(
-            r"\b(?:come|cum)\s+over\b|\bmeet\s+(?:up|me)\b|\bwanna\s+meet\b|\bpick\s+(?:u|you)\s+up\b"
-            r"|\bon\s+se\s+(?:voit|retrouve|capte)\b"
-        ),
-    ),
-)
+
+_CACHED_CHARS: Final = 512
 
 
-def normalise(text: str) -> str:
-    """Case-folded NFKC text without format characters, cut to ``MAX_SCAN`` characters."""
-    return unicodedata.normalize("NFKC", text[:MAX_SCAN]).translate(_INVISIBLE).casefold()
+@lru_cache(maxsize=4096)
+def _normalise_short(text: str) -> Normalised:
+    return _normalise(text)
 
 
-def stated_age(text: str) -> tuple[int, str] | None:
-    for pattern in AGE_PATTERNS:
-        match = pattern.search(text)
-        if match:
-            return int(match.group(1)), match.group(0)
-    return None
+@lru_cache(maxsize=4096)
+def _fold_short(text: str) -> str:
+    return _fold(text)
 
 
-def _minor(room: RoomView, who: Author, at: datetime) -> str | None:
-    """Why ``who`` is believed a minor at ``at``, or None."""
+def normalise(text: str) -> Normalised:
+    """:func:`presencebot.text.normalise`, remembered for short texts: the rule reads each
+    message again as context for the next few, and chat repeats itself."""
+    return _normalise_short(text) if len(text) <= _CACHED_CHARS else _normalise(text)
+
+
+def fold(text: str) -> str:
+    return _fold_short(text) if len(text) <= _CACHED_CHARS else _fold(text)
+
+
+@dataclass(frozen=True, slots=True)
+class Asked:
+    """A requester's last whereabouts request: whom, about what."""
+
+    target: Author
+    category: str
+
+
+def _minor_reason(room: RoomView, who: Author, at: datetime) -> str | None:
+    """Why ``who`` is believed a minor at ``at`` — or None (an adult statement overrides)."""
     fact = room.fact(who, "age", at)
     if fact is not None:
-        return fact.source if fact.value < ADULT_AGE else None
+        statement: ages.AgeStatement = fact.value
+        return fact.source if statement.minor else None
     if room.settings.audience is Audience.MINORS:
         return f"{who.nick} is in a room declared for minors"
     return None
 
 
-def _targets(message: Message, room: RoomView, text: str) -> Iterator[tuple[Author, str]]:
-    """Who the message is aimed at, and how we know."""
-    if message.reply_to is not None:
-        yield message.reply_to, "by reply"
-    for mentioned in message.mentions:
-        yield mentioned, "by mention"
+def _said_adult(room: RoomView, who: Author, at: datetime) -> bool:
+    fact = room.fact(who, "age", at)
+    return fact is not None and not fact.value.minor
+
+
+def _fragments(message: Message, room: RoomView) -> list[Message]:
+    """The short messages this author sent just before this one, with nobody in between."""
+    recent = room.recent
+    parts: list[Message] = []
+    later = message
+    for index in range(len(recent) - 2, max(-1, len(recent) - 2 - FRAGMENTS), -1):
+        earlier = recent[index]
+        if (
+            earlier.author.key != message.author.key
+            or later.at - earlier.at > FRAGMENT_WINDOW
+            or len(earlier.text) > FRAGMENT_MAX_CHARS
+        ):
+            break
+        parts.append(earlier)
+        later = earlier
+    parts.reverse()
+    return parts
+
+
+def _age_statement(message: Message, text: Normalised, room: RoomView) -> ages.AgeStatement | None:
+    found = ages.statement(text.plain)
+    if found is not None:
+        return found
+    answer = ages.answer_to_how_old(text.plain)
+    if answer is None:
+        return None
+    recent = room.recent
+    for index in range(max(0, len(recent) - 1 - HOW_OLD_LOOKBACK), len(recent) - 1):
+        earlier = recent[index]
+        if earlier.author.key != message.author.key and ages.HOW_OLD.search(fold(earlier.text)):
+            return answer
+    return None
+
+
+def _nick_forms(author: Author) -> tuple[str, list[str]]:
+    nick = fold(author.nick)
+    parts = [p for p in re.split(r"[_.\-\d]+", nick) if len(p) >= 3 and p not in _COMMON]
+    return nick, parts
+
+
+def _named(message: Message, room: RoomView, text: str) -> list[tuple[Author, str]]:
+    """People the text addresses by nick: anywhere for a full nick, at the edges for a part."""
+    found: list[tuple[Author, str]] = []
+    words = re.findall(r"[\w.'-]+", text)
+    edges = {w.strip(".'-") for w in words[:1] + words[-1:]}
     for key, participant in room.participants.items():
         if key == message.author.key:
             continue
-        nick = participant.author.nick.casefold()
-        if re.search(r"(?:^|[^\w])@?" + re.escape(nick) + r"(?:$|[^\w])", text):
-            yield participant.author, "by mention"
-    others: list[Author] = []
-    for earlier in list(room.recent)[-FOLLOW_UP_WINDOW:]:
-        if earlier.author.key != message.author.key and earlier.author.key not in {o.key for o in others}:
-            others.append(earlier.author)
-    if len(others) == 1:
-        yield others[0], "as a follow-up in a two-person exchange"
+        nick, parts = _nick_forms(participant.author)
+        if re.search(r"(?:^|[^\w.])@?" + re.escape(nick) + r"(?:$|[^\w])", text):
+            found.append((participant.author, "by mention"))
+        elif any(p in edges or f"@{p}" in text for p in parts):
+            found.append((participant.author, "by name"))
+    return found
 
 
-@rule("minor_whereabouts", version="0.1")
+def _exchange_partner(message: Message, room: RoomView) -> Author | None:
+    """The only other person who spoke in the last few messages, if there is exactly one."""
+    others: dict[str, Author] = {}
+    for earlier in list(room.recent)[-1 - EXCHANGE_MESSAGES : -1]:
+        if message.at - earlier.at > EXCHANGE_WINDOW:
+            continue
+        if earlier.author.key != message.author.key:
+            others[earlier.author.key] = earlier.author
+    return next(iter(others.values())) if len(others) == 1 else None
+
+
+def _targets(message: Message, room: RoomView, text: str, asked: Asked | None) -> list[tuple[Author, str]]:
+    """Whom the request is aimed at, and how we know; explicit addressing wins over inference."""
+    explicit: list[tuple[Author, str]] = []
+    if message.reply_to is not None:
+        explicit.append((message.reply_to, "by reply"))
+    explicit += [(m, "by mention") for m in message.mentions]
+    explicit += _named(message, room, text)
+    if explicit:
+        return explicit
+    if asked is not None:
+        return [(asked.target, "as a follow-up to their earlier question")]
+    partner = _exchange_partner(message, room)
+    return [(partner, "as a follow-up in a two-person exchange")] if partner else []
+
+
+def _choose(found: Sequence[requests.Request], asked: Asked | None) -> requests.Request | None:
+    usable = [r for r in found if not r.follow_up or asked is not None]
+    for category in PRIORITY:
+        for request in usable:
+            if request.category == category:
+                return request
+    return None
+
+
+def _maybe(text: Normalised) -> bool:
+    return bool(
+        requests.MAYBE.search(text.plain)
+        or (text.leet is not text.plain and requests.MAYBE.search(text.leet))
+    )
+
+
+def _request(text: Normalised, context: str, previous: str, asked: Asked | None) -> requests.Request | None:
+    if not _maybe(text):
+        return None
+    return _choose(requests.find(text, context=context, previous=previous), asked)
+
+
+def _complete(request: requests.Request, text: Normalised, asked: Asked | None) -> bool:
+    """A request split over fragments is complete once it is strong, addresses someone ("u",
+    "tu"), or follows an earlier request."""
+    return request.strong or asked is not None or bool(requests.SECOND_PERSON.search(text.plain))
+
+
+def _severity(category: str, requester_adult: bool, secret: bool) -> Severity:
+    level = SEVERITY[category] + int(requester_adult) + int(secret)
+    return Severity(min(level, Severity.CRITICAL))
+
+
+@rule("minor_whereabouts", version="1.0")
 def minor_whereabouts(message: Message, room: RoomView) -> Iterator[Flag | Observe]:
     """Flags a request for a minor's address, town, school or a meet-up, aimed at them."""
     text = normalise(message.text)
-    age = stated_age(text)
-    if age is not None:
-        years, said = age
+    statement = _age_statement(message, text, room)
+    if statement is not None:
+        what = (
+            f"age {statement.age}"
+            if statement.age is not None
+            else "an adult role"
+            if not statement.minor
+            else "a school year"
+        )
         yield Observe(
             message.author,
             "age",
-            years,
-            source=f"{message.author.nick} stated age {years} at {message.at:%H:%M} ('{said}')",
+            statement,
+            source=f"{message.author.nick} stated {what} at {message.at:%H:%M} ('{statement.said}')",
             ttl_seconds=AGE_TTL_SECONDS,
         )
-    for category, severity, pattern in REQUESTS:
-        if not pattern.search(text):
-            continue
-        for target, how in _targets(message, room, text):
-            why_minor = _minor(room, target, message.at)
-            if why_minor is None or target.key == message.author.key:
-                continue
-            fact = room.fact(target, "age", message.at)
-            yield Flag(
-                category=category,
-                target=target,
-                severity=severity,
-                explanation=(
-                    f"{why_minor}; {message.author.nick} asked about their {category} at "
-                    f"{message.at:%H:%M}, {how}"
-                ),
-                evidence=(fact.message,) if fact is not None else (),
-            )
+    fragments = _fragments(message, room)
+    if not (_maybe(text) or fragments):
+        return  # the usual case: ordinary chat, nothing that could be (part of) a request
+    recent = room.recent
+    earlier = [recent[i] for i in range(max(0, len(recent) - 1 - CONTEXT_MESSAGES), len(recent) - 1)]
+    context = " ".join(fold(m.text) for m in earlier)
+    previous = fold(earlier[-1].text) if earlier else ""
+    asked_fact = room.fact(message.author, "asked", message.at)
+    asked: Asked | None = asked_fact.value if asked_fact is not None else None
+
+    # The message on its own first; then joined to the short messages just before it, in case
+    # the request was typed in pieces ("where" / "do u" / "live").
+    whole = text
+    request = _request(text, context, previous, asked)
+    if request is None:
+        if not fragments:
             return
+        whole = normalise(" ".join([*(m.text for m in fragments), message.text]))
+        request = _request(whole, context, previous, asked)
+        if request is None or not _complete(request, whole, asked):
+            return  # nothing, or "what" / "school" / …: the sentence is not finished yet
+        before = normalise(" ".join(m.text for m in fragments))
+        if any(
+            r.category == request.category and _complete(r, before, asked)
+            for r in requests.find(before, context=context, previous=previous)
+        ):
+            return  # already complete (and judged) on an earlier fragment
+    secret = bool(requests.SECRECY.search(whole.plain))
+    targets = [
+        (t, how) for t, how in _targets(message, room, whole.plain, asked) if t.key != message.author.key
+    ]
+    if not targets:
+        return
+    yield Observe(
+        message.author,
+        "asked",
+        Asked(targets[0][0], request.category),
+        source=request.said,
+        ttl_seconds=ASKED_TTL_SECONDS,
+    )
+    for target, how in targets:
+        why = _minor_reason(room, target, message.at)
+        if why is None:
+            continue  # an adult, or someone of unknown age: not this rule's concern
+        fact = room.fact(target, "age", message.at)
+        adult_requester = _said_adult(room, message.author, message.at)
+        yield Flag(
+            category=request.category,
+            target=target,
+            severity=_severity(request.category, adult_requester, secret),
+            explanation=(
+                f"{why}; {message.author.nick} asked {target.nick} for their {WHAT[request.category]} "
+                f"at {message.at:%H:%M}, {how} ('{request.said}')"
+                + ("; asked for secrecy or private messages" if secret else "")
+                + ("; the requester stated an adult age" if adult_requester else "")
+            ),
+            evidence=tuple(m.id for m in fragments) + ((fact.message,) if fact is not None else ()),
+        )
+        return
 
 
 RULE = minor_whereabouts

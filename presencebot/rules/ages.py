@@ -1,0 +1,196 @@
+"""What people say about their own age: "im 12", "13/f", "year 8", "j'ai 12 ans", "en 5e" — or
+about being an adult ("im 32", "dad of two", "I teach year 8").
+
+The minor-whereabouts rule needs a belief about each participant, and the only honest source in
+a public room is what they say about themselves. Numbers that are not ages ("12 minutes away",
+"lvl 12", "12/10", "ranked 12th"), ages of other people ("my son is 12") and past ages ("I was 12
+when…") must not count, so every pattern here looks at the words around the number.
+
+All patterns run on :func:`presencebot.text.normalise`'s ``plain`` form (case-folded, accents
+stripped except "où"), are linear (no nested quantifiers) and see at most ``MAX_SCAN`` characters.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Final
+
+ADULT_AGE: Final = 18
+YOUNGEST: Final = 5
+OLDEST: Final = 99
+
+
+@dataclass(frozen=True, slots=True)
+class AgeStatement:
+    """A person's statement about themselves: a minor, or an adult."""
+
+    minor: bool
+    age: int | None
+    """The stated age in years, when a number was given."""
+    said: str
+    """The words that carried it, for the officer's explanation (at most ~40 characters)."""
+
+
+# Units and counters that make a number "not an age" when they follow it.
+_NOT_AGE_AFTER = (
+    r"(?!\s*(?:min|mins|minute|minutes|hr|hrs|hour|hours|sec|secs|second|seconds|day|days|week|weeks"
+    r"|month|months|km|k\b|mile|miles|mi\b|m\b|%|/|:|\.\d|,\d|th\b|st\b|nd\b|rd\b|x\b|lvl|level|levels"
+    r"|pound|pounds|lbs|kg|kilos?|ft|foot|feet|inch|inches|cm|mm|point|points|pts|kill|kills|win|wins"
+    r"|game|games|time|times|am\b|pm\b|o'?clock|dollar|dollars|bucks|quid|euro|euros|followers|subs"
+    r"|hours?\s+into|into|on the|in the|out of|more|less|left|away|behind|ahead|down|up\b|diamonds?"
+    r"|cards?|packs?|items?|coins?|robux|vbucks|v-bucks|stars?|percent|gb|mb|fps|ping|ms\b"
+    r"|sur\s+\d|heures?|h\b|mn\b|jours?|semaines?|mois|euros?|balles|fois|points?))"
+)
+
+# Someone else's age ("my son is 12", "she's 14") or a past one ("i was 12 when").
+_OTHER_PERSON = re.compile(
+    r"(?:\b(?:my|our|his|her|their|ur|your|mon|ma|mes|son|sa|ses|notre)\s+(?:\w+\s+)?"
+    r"(?:son|daughter|kid|kids|child|children|boy|girl|brother|bro|sister|sis|cousin|nephew|niece"
+    r"|friend|mate|dog|cat|fils|fille|frere|soeur|cousine?|enfants?|neveu|niece|pote|ami|amie|chien"
+    r"|chat|petit|petite|gosse)s?|\b(?:he|she|they|il|elle|ils|elles))"
+    r"(?:\s*(?:is|'s|s|was|turned|turns|just turned|will be|are|were|a|a deja|has|have|aged))?"
+    r"\s*(?:only\s+|just\s+|like\s+|nearly\s+)?$"
+)
+_PAST = re.compile(
+    r"\b(?:was|were|used to be|when i was|back when|avais|j'avais|quand j'avais|had)\s*[^.!?]{0,6}$"
+)
+
+_AGE_PATTERNS: Final = tuple(
+    re.compile(p)
+    for p in (
+        # im 12 / i'm only 12 / i am 12 / iam 12
+        r"\b(?:i'?m|i am|iam|im)\s+(?:only\s+|just\s+|literally\s+|nearly\s+|almost\s+|like\s+)?(\d{1,2})\b"
+        + _NOT_AGE_AFTER,
+        # 12yo, 13 yo, 12 y/o, 11 years old, 12yrs, 12ans, 14 ans
+        r"\b(\d{1,2})\s*(?:yo|y/o|y\.o\.?|yrs?(?:\s*old)?|years?\s*old|year old|ans)\b",
+        # 13/f, 15/f, 14/m, 13f, f13, m14
+        r"(?:^|\s)(\d{1,2})\s*/?\s*[mf]\b(?!/)",
+        r"(?:^|\s)[mf]\s?(\d{2})\b",
+        # turning 14, just turned 13
+        r"\b(?:turning|turned|just turned|gonna be|going to be)\s+(\d{1,2})\b" + _NOT_AGE_AFTER,
+        # "16 and this is my social life", "14 and my parents...", "33 here", "13 tho"
+        r"(?:^|[.!?,;]\s*)(\d{1,2})\s+(?:and|&|n|tho|though|here|btw|lol|haha|rn|now)\b",
+        # comma-delimited: "just finished my masters, 24" / "im yaz, 26, i help" / "moi 31"
+        r"(?:^|,)\s*(\d{2})\s*(?:,|!|$)",
+        r"\bmoi,?\s+(\d{2})(?:\s*ans)?\s*$",
+        # j'ai 12 ans
+        r"\bj'?\s?ai\s+(\d{1,2})\s*ans\b",
+    )
+)
+
+# School years and grades (the speaker's own): year 8, yr7, grade 9, 7th grade, sec 2, en 5e...
+_GRADE_PATTERNS: Final = tuple(
+    re.compile(p)
+    for p in (
+        r"\b(?:year|yr|y)\s?(\d{1,2})\b(?!s\b|\s*(?:olds?|old|kids|students|pupils|class(?:es)?\b(?!\s+(?:is|was))))",
+        r"\b(?:grade|gr)\s?(\d{1,2})\b(?!s\b)",
+        r"\b(\d{1,2})(?:st|nd|rd|th)\s+grade\b",
+        r"\b(?:sec|secondaire)\s?([1-5])\b",
+        r"\b(?:je suis|jsuis|j'suis|chuis|chu|suis|moi)\s+en\s+(cp|ce1|ce2|cm1|cm2|6e|6eme|5e|5eme|4e|4eme|3e|3eme"
+        r"|seconde|2nde|premiere|1ere|terminale|sec\s?[1-5]|[1-6]e annee)\b",
+        r"\b(?:middle school|primary school|elementary school|junior high|first year in secondary"
+        r"|year \d+ (?:is|was|maths|science|bio|homework)|secondary school)\b",
+        r"\b(?:our|my|the)\s+u-?(\d{1,2})s\b|\bunder\s?-?(\d{1,2})s\b",
+    )
+)
+_QUESTION = re.compile(
+    r"\b(?:what|which|wat|wot)\s+(?:year|grade)\b|\b(?:year|grade)\s+(?:r|are)\s+(?:u|you)\b"
+)
+# "walking to school at 15": an age after "at", only with school life around it.
+_AT_AGE = re.compile(
+    r"\bat\s+(1[0-7]|[5-9])\b(?!\s*(?:pm|am|h\b|o'?clock|:|\.\d|mins?|minutes|sharp|tonight|today))"
+)
+_SCHOOL_LIFE = re.compile(r"\b(?:school|class|homework|exams?|mocks|teacher|lessons?|gcses?|sats)\b")
+_TEACHER = re.compile(
+    r"\b(?:teach|teaching|teacher|tutor|tutoring|prof|professeur|enseignant|enseigne|my (?:year|grade) \d+s"
+    r"|mes (?:eleves|\d+e)|my (?:students|pupils|class|kids|son|daughter|children)|their|his|her)\b"
+)
+
+# Adult roles: overriding a room's "minors" presumption for the speaker.
+_ADULT_ROLES: Final = re.compile(
+    r"\b(?:(?:dad|mum|mom|mam|father|mother|parent) of (?:one|two|three|four|five|\d+)"
+    r"|(?:i'?m|im|i am) (?:a |an |the )?(?:youth worker|teacher|parent|dad|mum|mom|volunteer|coach|nurse"
+    r"|police officer|grandad|grandma|granddad|nan|uncle|aunt|teaching assistant|tutor|social worker)"
+    r"|i teach\b|my (?:son|daughter|kids|children|wife|husband)\b|uni student|at uni\b|my masters"
+    r"|je suis (?:prof|professeur|animateur|animatrice|parent|papa|maman|educateur|educatrice)"
+    r"|(?:mon fils|ma fille|mes enfants|ma femme|mon mari)\b)"
+)
+
+
+def _number_age(text: str) -> AgeStatement | None:
+    for pattern in _AGE_PATTERNS:
+        for match in pattern.finditer(text):
+            before = text[max(0, match.start() - 40) : match.start()]
+            if _OTHER_PERSON.search(before) or _PAST.search(before):
+                continue
+            age = int(match.group(1))
+            if not YOUNGEST <= age <= OLDEST:
+                continue
+            return AgeStatement(minor=age < ADULT_AGE, age=age, said=match.group(0).strip(" ,.!?;")[:40])
+    return None
+
+
+def _at_age(text: str) -> AgeStatement | None:
+    match = _AT_AGE.search(text)
+    if match is None or not _SCHOOL_LIFE.search(text):
+        return None
+    return AgeStatement(minor=True, age=int(match.group(1)), said=match.group(0))
+
+
+def _grade(text: str) -> AgeStatement | None:
+    if _TEACHER.search(text):
+        return None
+    for pattern in _GRADE_PATTERNS:
+        match = pattern.search(text)
+        if match is None:
+            continue
+        number = next((g for g in match.groups() if g), None)
+        if number is not None and number.isdigit() and not 1 <= int(number) <= 13:
+            continue
+        if pattern is _GRADE_PATTERNS[0] and _QUESTION.search(text):
+            continue  # "what year r u in?" asks; it does not tell
+        return AgeStatement(minor=True, age=None, said=match.group(0).strip()[:40])
+    return None
+
+
+# A cheap first look: without a digit or one of these words, nothing here can match.
+_MAYBE: Final = re.compile(
+    r"\d|year|yr|grade|sec|middle|primary|elementary|junior|secondary|under|teach|dad|mum|mom|mam|father"
+    r"|mother|parent|son\b|daughter|kids|children|wife|husband|uni\b|masters|prof|anim|papa|maman|fils"
+    r"|fille|enfant|femme|mari|youth|volunteer|coach|nurse|police|grand|nan\b|uncle|aunt|tutor|worker"
+    r"|educat|suis en|chu en|jsuis|\bcp\b|\bce[12]\b|\bcm[12]\b|seconde|2nde|premiere|terminale"
+)
+
+
+def statement(plain: str) -> AgeStatement | None:
+    """The speaker's statement about their own age in ``plain`` (normalised text), if any.
+
+    A number takes precedence over a school year; an adult role ("dad of two") counts as adult.
+    """
+    if not _MAYBE.search(plain):
+        return None
+    found = _number_age(plain)
+    if found is not None:
+        return found
+    role = _ADULT_ROLES.search(plain)
+    if role is not None:
+        return AgeStatement(minor=False, age=None, said=role.group(0)[:40])
+    return _grade(plain) or _at_age(plain)
+
+
+_BARE_NUMBER = re.compile(r"^\s*(\d{1,2})(?:\s*(?:ans|yo|y/o|years?|yrs?))?\s*(?:\W+\w+){0,2}\W*$")
+HOW_OLD: Final = re.compile(
+    r"\b(?:how old|hw old|age\?|ur age|your age|asl|quel age|t'as quel age|tu as quel age|quel est ton age)\b"
+)
+
+
+def answer_to_how_old(plain: str) -> AgeStatement | None:
+    """A bare number ("15 why", "12") given as the answer to a recent "how old are you?"."""
+    match = _BARE_NUMBER.match(plain)
+    if match is None:
+        return None
+    age = int(match.group(1))
+    if not YOUNGEST <= age <= OLDEST:
+        return None
+    return AgeStatement(minor=age < ADULT_AGE, age=age, said=plain.strip()[:40])

@@ -1,0 +1,440 @@
+"""Requests for someone's whereabouts, in the forms people type them (English and French).
+
+Four categories, as in the detection policy: ``address`` (home address, street, house number,
+postcode), ``location`` (where they live, which town or area, their live location), ``school``
+(which school, class, teacher, when they finish, which bus home) and ``meetup`` (meet up, come
+over, pick you up).
+
+Each pattern is a plain regular expression over :func:`presencebot.text.normalise` output (``plain``
+and ``leet`` forms), written for the *shape* of a request — a question word or an imperative, a
+second person, a whereabouts noun — rather than for particular sentences. Patterns are linear
+(no nested quantifiers), and the texts they see are bounded by ``MAX_SCAN``.
+
+Three kinds of context turn a match off: other senses of the words (IP/email/server address,
+"address the issue"), virtual places (a game's map, spawn, lobby, island — unless the message says
+"irl" or the request is inherently real, like a postcode), and talk *about* requests (safety
+warnings, "someone asked me where I live", quizzes).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Final
+
+from presencebot.text import Normalised
+
+CATEGORIES: Final = ("address", "location", "school", "meetup")
+
+YOU = r"(?:u|you|ya|yu|yall|y'all|ye|yah|ru)"  # "ru": "r u" written in spaced letters
+YOUR = r"(?:ur|your|yur|yor|yr|ya|you'?re|youre|yer|urr)"
+BE = r"(?:r|are|ar|re|'re|is)"
+DO = r"(?:do|d|does|did|du)"
+WHAT = r"(?:what|wat|wot|wut|wht|whats|what'?s|wats|wots|whts|which|wich|whch|wich)"
+WHERE = r"(?:w+h*e+r+e*|whr|wea|whre|wh+e+r+e*abouts|where abouts)"
+ADDR = r"(?:address|adress|addres|adres|addy|addie|addr|adr|addresse|addrss)"
+STRONG_ADDR = (
+    r"(?:post\s?code|postal\s?code|zip\s?code|eircode|house\s?(?:number|no|num|#)|door\s?(?:number|no|num)"
+    r"|flat\s?(?:number|no|num)|apartment\s?(?:number|no)|apt\s?(?:number|no)|street\s?(?:name|address)?"
+    r"|road\s?name|home\s?address|full\s?address)"
+)
+LIVE = r"(?:li+v+e*|lyf|li+vi+n+g*|livin')"
+AREA = (
+    r"(?:town|city|suburb|area|estate|neighbou?rhood|hood|village|end of town|side of town|bit|ends"
+    r"|borough|part of (?:town|the city|the town)|stop)"
+)
+
+
+# A cheap first look: text without any of these cannot be (part of) a request.
+MAYBE: Final = re.compile(
+    r"where|wher|\bwer\b|whr|\bwea\b|wya|wru|ad+r|\badr|ad+y\b|ad+ie|post|zip|eircode|street|road|house|door"
+    r"|flat|block|sch|sk[o0u]+l|skl|teacher|tutor|class|bus\b|town|city|suburb|area|estate|\bends\b|hood"
+    r"|village|\bbit\b|part\b|\bstop\b|near|close to|next to|locat|\bloc\b|\bpin\b|map\b|gps|m[e3]{2}t|meat"
+    r"|hang|come|pick|wait|walk|drive|lift|sneak|habit|\bvis\b|reste|demeure|ville|coin|quartier|\brue\b|code"
+    r"|numero|number|ecole|college|lycee|poly|primaire|cegep|\bsors\b|finis|voit|capte|retrouve|chercher"
+    r"|viens|rejoin|position|où|\bou\b|primary|secondary|academy|high|what time|when|name|chez|\bquel|\bkel"
+    r"|envoie|active|go to|from|specific|\bwhich\b|\bwhat\b"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Pattern:
+    category: str
+    regex: re.Pattern[str]
+    strong: bool = False
+    """A strong request is inherently about the real world (a postcode, "irl"): no game veto.
+    School questions are never vetoed by games in general, only by magic schools (Wizard101)."""
+    follow_up: bool = False
+    """Only a request when it follows an earlier request by the same person to the same target."""
+
+
+def _p(category: str, regex: str, *, strong: bool = False, follow_up: bool = False) -> Pattern:
+    return Pattern(category, re.compile(regex), strong, follow_up)
+
+
+PATTERNS: Final[tuple[Pattern, ...]] = (
+    # --- address -------------------------------------------------------------------------------
+    _p(
+        "address",
+        rf"\b{YOUR}\s+(?:home\s+|full\s+|real\s+|house\s+|actual\s+|exact\s+|irl\s+)?"
+        rf"(?:{ADDR}|{STRONG_ADDR}|zip|street|road)\b(?!\s*(?:ip|e-?mail|mail|server|wallet|mac|of the)\b)",
+        strong=True,
+    ),
+    _p(
+        "address",
+        rf"\b(?:give|send|drop|tell|dm|pm|text|gimme|gimmie|need|want|share|type|post|put|write)"
+        rf"\s+(?:me\s+|us\s+)?(?:the\s+|ur\s+|your\s+)?{STRONG_ADDR}\b",
+        strong=True,
+    ),
+    _p(
+        "address",
+        rf"\b(?:give|send|drop|tell|dm|pm|text|gimme|gimmie|share|type|write)\s+(?:me\s+|us\s+)?"
+        rf"{YOUR}\s+(?:{ADDR}|{STRONG_ADDR})\b",
+        strong=True,
+    ),
+    _p(
+        "address",
+        rf"\b{WHAT}\s+(?:is\s+)?(?:the\s+)?(?:{STRONG_ADDR}|street|road|block|building|avenue|lane)\b"
+        rf"(?!\s+(?:in|on)\s+(?:the\s+)?(?:game|map|server))",
+    ),
+    _p(
+        "address",
+        rf"\b{WHAT}\s+(?:street|road|block|avenue|lane|building)\s+{DO}\s+{YOU}\s+live\b",
+        strong=True,
+    ),
+    _p(
+        "address",
+        r"^(?:house\s+)?(?:addy|address|adress|postcode|post code|zip code|eircode)\b[\s?!.]*"
+        r"(?:pls|plz|please|now|then|tho|\?)*[\s?!.]*$",
+    ),
+    _p("address", r"\bhouse\s+(?:addy|address|adress)\b"),
+    _p(
+        "address",
+        r"\b(?:just|only|and|what about|be more specific)\s+(?:the|ur|your)?\s*(?:number|house number"
+        r"|door number|road|street|road name|street name|postcode)\b",
+        follow_up=True,
+    ),
+    _p(
+        "address",
+        r"\b(?:juste|seulement|et)\s+(?:le|ton|ta)\s+(?:numero|rue|code postal|adresse)\b",
+        follow_up=True,
+    ),
+    # French
+    _p(
+        "address",
+        r"\b(?:ton|ta|votre|t)\s+(?:adresse|adress|adresse postale|adr|addresse|code postal"
+        r"|rue|numero de (?:rue|maison|porte)|domicile)\b(?!\s*(?:mail|e-?mail|ip|courriel|du serveur|web|de jeu))",
+        strong=True,
+    ),
+    _p("address", r"\b(?:quelle|kelle|quel)\s+rue\b", strong=True),
+    # --- location ------------------------------------------------------------------------------
+    _p(
+        "location",
+        rf"\b{WHERE}\s+(?:{DO}\s+|{BE}\s+)?{YOU}\s+(?:{LIVE}|stay|staying|located|reside)\b",
+        strong=True,
+    ),
+    _p("location", rf"\b{WHERE}\s+(?:{DO}\s+)?{YOU}\s+(?:{LIVE}|stay)\b", strong=True),
+    _p(
+        "location",
+        rf"\b{WHERE}\s+(?:{BE}\s+)?{YOU}\s+(?:rn|right now|now|atm|at the moment|at\b)"
+        r"(?!\s+(?:in|on)\s+(?:the\s+)?(?:game|map|dungeon|lobby|server))",
+    ),
+    _p("location", r"\b(?:wya|wru|where ya at|where u at|where you at)\b"),
+    _p(
+        "location",
+        rf"\b{WHERE}\s+(?:{BE}\s+)?{YOU}\s+(?:from|frm)\b(?!\s+(?:in|on)\s+(?:the\s+)?(?:game|map))",
+    ),
+    _p(
+        "location",
+        r"\bwhereabouts\b(?!\s+(?:in the (?:game|map)|does|did|is|are (?:they|he|she)))",
+        strong=True,
+    ),
+    _p("location", rf"\b{WHAT}\s+(?:{AREA})\b(?!\s+hall)[^.?!]{{0,30}}\b(?:{YOU}|{YOUR})\b"),
+    _p("location", rf"\b{WHAT}\s+(?:{AREA})\b(?!\s+hall)", follow_up=True),
+    _p("location", rf"\b{WHAT}\s+part\s+of\s+(?:town|the city|[a-z]+\s+{DO}\s+{YOU}\s+live)\b", strong=True),
+    _p(
+        "location",
+        rf"\b(?:{BE}\s+)?{YOU}\s+(?:live\s+)?(?:near|close to|nearby|around|live in|from near)\s+"
+        r"(?!(?:me|here|the (?:game|map|spawn|base|portal))\b)[a-z]",
+    ),
+    _p(
+        "location", rf"\b(?:near|close to|next to)\s+{YOUR}\s+(?:house|home|place|flat|school)\b", strong=True
+    ),
+    _p(
+        "location",
+        rf"\b(?:send|drop|share|give|post|dm|gimme)\s+(?:me\s+|us\s+)?(?:{YOUR}\s+|a\s+|the\s+)?"
+        r"(?:live\s+|current\s+|exact\s+)?(?:location|loc|pin|gps|whereabouts|maps? location)\b",
+        strong=True,
+    ),
+    _p(
+        "location",
+        rf"\b(?:turn|put|switch)\s+(?:on\s+)?{YOUR}\s+(?:snap\s?map|location|loc|gps|find my)\b",
+        strong=True,
+    ),
+    _p(
+        "location",
+        rf"\b(?:see|know|find|track)\s+(?:exactly\s+)?{WHERE}\s+{YOU}\s+(?:{BE}|live|r|are)\b",
+        strong=True,
+    ),
+    _p(
+        "location",
+        r"^(?:ur\s+|your\s+)?(?:location|loc|live location|pin)\s*(?:pls|plz|please|\?|now)+[\s?!.]*$",
+    ),
+    # French
+    _p(
+        "location",
+        r"\b(?:t'?\s?|tu\s+)habites?\s+(?:ou|où)\b|\bo[uù]\s+(?:est-ce que\s+|est ce que\s+|ce que\s+)?"
+        r"(?:tu\s+|t'?\s?)(?:habites?|vis|restes|demeures)\b",
+        strong=True,
+    ),
+    _p(
+        "location",
+        r"\btu\s+(?:vis|demeures|reste|restes)\s+où\b|\btu\s+(?:vis|demeures|restes)\s+ou\s*(?:[?!.]|$"
+        r"|exactement|ca|ça|stp|svp|maintenant|la)",
+        strong=True,
+    ),
+    _p(
+        "location",
+        r"\b(?:tu\s+(?:vis|habites?|restes|demeures|es)|t'?\s?es|t'?\s?habites?|tu\s+viens)\s+"
+        r"(?:dans\s+|de\s+|a\s+)?(?:quelle|quel|kelle|kel)\s+(?:ville|coin|quartier|village|banlieue|secteur|bled|rue)\b",
+        strong=True,
+    ),
+    _p(
+        "location",
+        r"\b(?:quelle|quel|kelle|kel)\s+(?:ville|coin|quartier|village|banlieue|secteur|bled)\b",
+        follow_up=True,
+    ),
+    _p(
+        "location",
+        r"\b(?:quelle|quel|kelle|kel)\s+(?:ville|coin|quartier|village|banlieue|secteur|bled)\b"
+        r"[^.?!]{0,30}\b(?:tu|t'|toi)\b",
+    ),
+    _p(
+        "location",
+        r"\bt'?\s?es\s+o[uù]\b(?!\s+(?:sur|dans)\s+(?:la\s+|le\s+)?(?:map|game|partie|jeu|serveur|carte))",
+    ),
+    _p(
+        "location",
+        r"\b(?:envoie|envoi|donne|partage|active|allume|mets)\s+(?:moi\s+)?(?:ta|ton)\s+"
+        r"(?:localisation|position|loc|snap\s?map|geoloc|gps)\b",
+        strong=True,
+    ),
+    # --- school --------------------------------------------------------------------------------
+    _p(
+        "school",
+        rf"\b{WHAT}\s+(?:school|skool|skl|skul|schol|skewl|primary|secondary|high\s?school|middle school"
+        r"|elementary|academy|sixth form|grammar|comp)\b(?!\s+(?:subject|subjects|like|is (?:he|she|they)"
+        r"|are (?:they|he|she)|do (?:they|ur kids|your kids)|does (?:he|she)))",
+    ),
+    _p(
+        "school",
+        rf"\b{YOUR}\s+(?:school|skool|skul|primary|secondary|academy|high school)\s*(?:'?s)?\s*"
+        r"(?:called|name|named)\b",
+    ),
+    _p("school", rf"\bname of\s+(?:{YOUR}|the)\s+(?:school|skool|academy|primary)\b"),
+    _p("school", rf"\b{WHERE}\s+(?:{DO}\s+)?{YOU}\s+go\s+to\s+(?:school|skool)\b", strong=True),
+    _p(
+        "school",
+        rf"\b(?:who'?s|whos|who is|who r|who are|whats|what'?s|wots)\s+{YOUR}\s+(?:form\s+)?(?:teacher|tutor"
+        r"|form tutor|head\s?teacher|principal|homeroom|class teacher)\b",
+    ),
+    _p("school", rf"\bwhat\s+class\s+{BE}\s+{YOU}\s+in\b"),
+    _p(
+        "school",
+        rf"\b(?:what time|when|wat time|wot time)\s+(?:{DO}|does|will|{BE})\s+{YOUR}\s+(?:school|skool|bus|class)"
+        r"\s+(?:finish|get out|let out|leave|end|come out|finishes|lets out|ends|start|starts)\b",
+    ),
+    _p(
+        "school",
+        rf"\b(?:what time|when|wat time|wot time)\s+(?:{DO}|does|will|{BE})\s+{YOU}"
+        r"\s+(?:finish|get out|let out|leave|end|come out|get home|get off|finishes|lets out|ends)\b"
+        r"(?=[^.?!]{0,40}\b(?:school|skool|class|bus|usually|today|tomorrow)\b)",
+    ),
+    _p(
+        "school",
+        rf"\b(?:what time|when|wat time|wot time)\s+(?:{DO}|does|will|{BE})\s+{YOU}"
+        r"\s+(?:finish|get out|let out|finishes)\b",
+        follow_up=True,
+    ),
+    _p("school", r"\bwhich\s+(?:bus|train|tram|coach)\b[^.?!]{0,40}\b(?:home|school|skool)\b", strong=True),
+    _p("school", r"\bschool\s+which\s+one\b"),
+    _p("school", rf"\b(?:{DO}\s+)?{YOU}\s+go\s+to\s+(?:st\.?|saint|sainte?)\s+[a-z]+", strong=True),
+    _p(
+        "school",
+        rf"\b(?:{DO}\s+)?{YOU}\s+go\s+to\s+[a-z]+\s+(?:high|academy|primary|school|college|secondary"
+        r"|elementary|middle|grammar)\b",
+        strong=True,
+    ),
+    _p(
+        "school",
+        r"\b(?:just|only|and|what about)\s+(?:the|ur|your)\s+(?:name of the school|school name|school)\b",
+        follow_up=True,
+    ),
+    # French
+    _p(
+        "school",
+        r"\b(?:quel|quelle|kel|kelle)\s+(?:ecole|college|lycee|polyvalente|poly|primaire|cegep"
+        r"|etablissement|bahut|classe)\b(?!\s+(?:il|elle|ils|elles)\b)",
+    ),
+    _p(
+        "school",
+        r"\b(?:sors|finis|termines|quittes)\s+(?:a|à)\s+quelle\s+heure\b[^.?!]{0,30}\b(?:ecole|college|lycee"
+        r"|cours|classe)\b",
+    ),
+    _p(
+        "school",
+        r"\b(?:ton|ta)\s+(?:ecole|college|lycee|poly|polyvalente)\s+(?:c'?est|cest|s'appelle|elle s'appelle)",
+    ),
+    # --- meetup --------------------------------------------------------------------------------
+    _p(
+        "meetup",
+        r"\b(?:meet|meat|meett)\s+(?:up|me|u|you|ya|irl|in person|in real life|somewhere|at|after|before"
+        r"|tomorrow|today|tonight|this|on|sometime|outside|by|near|then)\b"
+        r"(?![^.?!]{0,25}\b(?:vc|voice|discord|spawn|nether|portal|lobby|server|in game|in-game|online"
+        r"|realm|island|base|dungeon|in the game|on the map|minecraft|roblox|fortnite|bloxburg|adopt me|zoom"
+        r"|teams|call)\b)",
+    ),
+    _p("meetup", r"\b(?:meet|meat)\s+(?:up\s+)?(?:irl|in person|in real life)\b", strong=True),
+    _p(
+        "meetup",
+        r"\bhang(?:\s*out)?\s+(?:irl|in person|in real life|at (?:mine|my)|this weekend|after school"
+        r"|tomorrow|sometime|one day|together)\b",
+        strong=True,
+    ),
+    _p(
+        "meetup",
+        r"\bcome\s+(?:over|round|around)\b(?![^.?!]{0,25}\b(?:island|base|server|world|realm|game"
+        r"|adopt me|bloxburg|roblox|minecraft|dodo)\b)",
+    ),
+    _p(
+        "meetup",
+        r"\bcome\s+to\s+(?:my|mine)\s*(?:house|place|flat|room|studio|garage|car)?\b"
+        r"(?![^.?!]{0,25}\b(?:in (?:adopt me|bloxburg|roblox|minecraft|the game|game)|island|server|world|realm)\b)",
+    ),
+    _p("meetup", rf"\bpick\s+{YOU}\s+up\b", strong=True),
+    _p("meetup", rf"\b(?:wait|be waiting)\s+(?:for\s+{YOU}\s+)?outside\s+{YOUR}\b", strong=True),
+    _p("meetup", rf"\b(?:walk|drive|take)\s+{YOU}\s+home\b|\bgive\s+{YOU}\s+a\s+lift\b", strong=True),
+    _p("meetup", r"\bsneak\s+out\b", strong=True),
+    # French
+    _p(
+        "meetup",
+        r"\bon\s+se\s+(?:voit|capte|retrouve|rejoint|rencontre|capt|rejoins|donne rdv)\b"
+        r"(?!\s+(?:sur|en)\s+(?:discord|vocal|ligne|fortnite|le serveur|minecraft|roblox|la game))",
+    ),
+    _p(
+        "meetup",
+        r"\b(?:je\s+(?:peux|pourrais|vais)\s+)?(?:venir|passer)\s+te\s+(?:chercher|prendre|voir)\b",
+        strong=True,
+    ),
+    _p(
+        "meetup", r"\b(?:viens|venez)\s+chez\s+moi\b|\brejoins[- ]moi\b|\bon\s+se\s+voit\s+irl\b", strong=True
+    ),
+)
+
+# Virtual places: a match on a non-strong pattern is dropped when these are around and "irl" is not.
+VIRTUAL: Final = re.compile(
+    r"\b(?:minecraft|roblox|fortnite|bloxburg|adopt me|animal crossing|wizard101|hogwarts|poudlard|server|serveur"
+    r"|realm|spawn|lobby|dungeon|nether|portal|base|coords?|coordinates|coordonnees|in game|in-game|ingame"
+    r"|(?:in|on|into|join|play|playing) the game|on the map|the map|island|dodo code|vc|voice chat|discord|ip|world|guild|clan|raid|skin"
+    r"|la map|la game|la partie|le jeu)\b"
+)
+MAGIC_SCHOOL: Final = re.compile(
+    r"\b(?:wizard101|wizard 101|hogwarts|poudlard|magic|spell|spells|fire|ice|storm"
+    r"|myth|life|death|balance)\b"
+)
+IRL: Final = re.compile(
+    r"\b(?:irl|in real life|real life|for real|real address|real one|en vrai|dans la vraie vie)\b"
+)
+
+# Talk about requests rather than requests: warnings, quizzes, reports of what someone asked.
+ABOUT_REQUESTS: Final = re.compile(
+    r"\b(?:never|dont ever|don'?t ever|do not|don'?t|dont)\s+(?:tell|share|give|say|post|answer|reply|send"
+    r"|put|type|ask)\b(?![^.?!]{0,25}\b(?:ur|your|ya)\s+(?:mum|mom|mam|parents|dad|mother|father|family)\b)"
+    r"|\bif\s+(?:someone|somebody|anyone|some1|a stranger|strangers|people|they|a person|anybody)\s+"
+    r"(?:asks?|wants?)\b"
+    r"|\b(?:someone|somebody|some1|a man|some man|some guy|a guy|a stranger|this guy|this man|he|she|they|people"
+    r"|everyone|some(?:one|body) online)\s+(?:keeps?\s+)?(?:asked|asks|asking|wanted to know|wants to know)\b"
+    r"|\basked me\b|\bshould (?:u|you) do if\b|\breminder\b|\brappel\b|\bquiz\b"
+    r"|\bne\s+(?:donnez|donne|dis|dites|partagez|partage)\s+jamais\b|\b(?:donnez|donne|dis|dites)\s+jamais\b"
+    r"|\bjamais\s+(?:votre|ton|ta)\b|\b(?:il|elle|quelqu'un|qqn)\s+(?:voulait|veut|m'a demande)\b"
+    r"|\bsavoir\s+o[uù]\s+j'?\s?habite\b|\bmy (?:mum|mom|dad|parents) (?:says|said)\b|\btell (?:a|an) "
+    r"(?:mod|adult|teacher|parent)\b|\bwe (?:dont|don'?t) (?:ask|share)\b|\bnon plus\b"
+)
+
+# The request is about someone else ("where does she live", "what school are they going to").
+THIRD_PERSON: Final = re.compile(
+    r"\b(?:does|did|do|is|are)\s+(?:he|she|they|ur|your)\s*(?:\w+\s+)?(?:live|go|going|work|study)\b"
+    r"|\b(?:he|she|they)\s+(?:live|lives|go|goes)\b"
+)
+
+# Secrecy or a move to private messages: raises severity.
+SECRECY: Final = re.compile(
+    r"\b(?:don'?t|dont|do not)\s+tell\s+(?:ur|your|ya|anyone|any1|nobody)\b|\bkeep\s+(?:it|this)\s+(?:a\s+)?"
+    r"secret\b|\bbetween\s+(?:us|u and me|you and me)\b|\bour (?:little )?secret\b|\bdelete\s+(?:this|the|our)\s+"
+    r"(?:chat|messages?|convo)\b|\b(?:dm|pm|inbox|message|msg|snap|text|whatsapp)\s+me\b|\badd me on\b"
+    r"|\bprivately\b|\ben\s+(?:prive|pv|mp)\b|\bgarde\s+(?:le|ca)\s+(?:secret|pour toi)\b"
+    r"|\bdis\s+rien\s+a\s+(?:tes|ta|ton)\b|\bviens en (?:pv|mp|prive)\b"
+)
+
+
+SECOND_PERSON: Final = re.compile(rf"\b(?:{YOU}|{YOUR}|tu|t'|ton|ta|tes|toi|te)(?:\b|(?<=')|$)")
+# "same, or where u live" continues the warning just before it rather than asking.
+CONTINUATION: Final = re.compile(r"^(?:same|or|and|also|yeah|yea|ya|yes|exactly|ou|et|pareil|oui)\b")
+# "do u go to greenfield too?" is a school question when greenfield was just named as a school.
+GO_TO_NAMED: Final = re.compile(rf"\b(?:{DO}\s+)?{YOU}\s+go\s+to\s+([a-z][a-z'-]{{2,30}})\b")
+SCHOOL_NOUN: Final = (
+    r"(?:academy|school|high|primary|college|secondary|elementary|middle|ecole|lycee|college)"
+)
+
+
+def named_school(text: str, context: str) -> str | None:
+    """The school name asked about in "do u go to X", if X was named as a school just before."""
+    match = GO_TO_NAMED.search(text)
+    if match is None:
+        return None
+    name = match.group(1)
+    if re.search(rf"\b{re.escape(name)}\s+{SCHOOL_NOUN}\b|\b{SCHOOL_NOUN}\s+{re.escape(name)}\b", context):
+        return match.group(0)
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    category: str
+    strong: bool
+    follow_up: bool
+    said: str
+
+
+def find(text: Normalised, *, context: str = "", previous: str = "") -> list[Request]:
+    """Every request shape found in ``text`` (both its plain and leetspeak-decoded forms).
+
+    ``context`` is the recent room text (normalised), for the virtual-place veto and for school
+    names; ``previous`` is the message just before (by anyone), for continued warnings.
+    """
+    if ABOUT_REQUESTS.search(text.plain) or THIRD_PERSON.search(text.plain):
+        return []
+    if previous and CONTINUATION.search(text.plain) and ABOUT_REQUESTS.search(previous):
+        return []
+    found: list[Request] = []
+    school = named_school(text.plain, context)
+    if school is not None:
+        found.append(Request("school", False, False, school))
+    forms = (text.plain,) if text.leet is text.plain or text.leet == text.plain else (text.plain, text.leet)
+    virtual: bool | None = None
+    for pattern in PATTERNS:
+        for form in forms:
+            match = pattern.regex.search(form)
+            if match is None:
+                continue
+            if pattern.category == "school" and not pattern.strong:
+                if MAGIC_SCHOOL.search(form) or MAGIC_SCHOOL.search(previous):
+                    break
+            elif not pattern.strong:
+                if virtual is None:
+                    virtual = bool(VIRTUAL.search(form) or VIRTUAL.search(previous)) and not IRL.search(form)
+                if virtual:
+                    break
+            found.append(Request(pattern.category, pattern.strong, pattern.follow_up, match.group(0)[:60]))
+            break
+    return found

@@ -1,0 +1,147 @@
+"""Request shapes per category, their evasions, and the other senses that must not match."""
+
+from __future__ import annotations
+
+import pytest
+
+from presencebot.rules import requests
+from presencebot.text import normalise
+
+
+def categories(text: str, context: str = "") -> set[str]:
+    return {r.category for r in requests.find(normalise(text), context=context) if not r.follow_up}
+
+
+@pytest.mark.parametrize(
+    ("text", "category"),
+    [
+        # address
+        ("whats ur home address", "address"),
+        ("send me your postcode and ill post it", "address"),
+        ("wots ur addy", "address"),
+        ("gimme ur adress", "address"),
+        ("what's your house number", "address"),
+        ("which street do you live on", "address"),
+        ("need the door number too", "address"),
+        ("c'est quoi ton adresse", "address"),
+        ("donne moi ton code postal", "address"),
+        ("quelle rue ?", "address"),
+        # location
+        ("where do you live", "location"),
+        ("wer u liv", "location"),
+        ("whereabouts r u", "location"),
+        ("what area are you in", "location"),
+        ("which part of town do you live in", "location"),
+        ("r u near glasgow?", "location"),
+        ("send me ur location", "location"),
+        ("turn on ur snap map", "location"),
+        ("wya", "location"),
+        ("t'habites où ?", "location"),
+        ("tu vis dans quelle ville", "location"),
+        ("envoie moi ta position", "location"),
+        # school
+        ("what school do u go to", "school"),
+        ("which secondary are you at", "school"),
+        ("whos ur form tutor", "school"),
+        ("what time do u finish school", "school"),
+        ("which bus do u take home from school", "school"),
+        ("t'es dans quel lycée", "school"),
+        ("tu sors à quelle heure du collège", "school"),
+        # meetup
+        ("wanna meet up after school", "meetup"),
+        ("come over to mine later", "meetup"),
+        ("i can pick you up", "meetup"),
+        ("we should hang out irl", "meetup"),
+        ("on se voit demain au parc ?", "meetup"),
+        ("je peux passer te chercher", "meetup"),
+    ],
+)
+def test_requests(text: str, category: str) -> None:
+    assert category in categories(text), text
+
+
+@pytest.mark.parametrize(
+    ("text", "category"),
+    [
+        ("whats ur p o s t c o d e", "address"),
+        ("whats ur a.d.d.r.e.s.s", "address"),
+        ("whats ur add\u200bress", "address"),
+        ("whats ur аddrеss", "address"),  # Cyrillic а, е
+        ("whats ur ａｄｄｒｅｓｓ", "address"),
+        ("wh3r3 d0 u l1v3", "location"),
+        ("𝐰𝐡𝐞𝐫𝐞 do u live", "location"),
+        ("w h e r e  d o  u  l i v e", "location"),
+        ("ᴡʜᴀᴛ ꜱᴄʜᴏᴏʟ do u go to", "school"),
+        ("wh1ch sk00l r u at", "school"),
+        ("we should m33t 1rl", "meetup"),
+        ("🏠 addy?", "address"),
+        ("📍 pls", "location"),
+        ("t'h4b1t3s où", "location"),
+    ],
+)
+def test_evasions(text: str, category: str) -> None:
+    assert category in categories(text), text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "whats the ip address",
+        "whats ur email address",
+        "check the server address",
+        "we need to address the lag",
+        "send ur wallet address",
+        "whats the MAC address",
+        "what part of the speech are u on",
+        "ton adresse mail stp",
+        "c quoi l'adresse ip du serveur",
+        "tu restes ou tu pars ?",
+        "what country are you from",
+        "what timezone r u in",
+        "which state r u in",
+        "tu viens de quel pays",
+        "never tell anyone your address",
+        "if someone asks what school you go to tell a mod",
+        "some guy asked me where i live",
+        "my mum says never say what school u go to",
+        "where does she live",
+        "what school are they going to",
+        "which school subject do u like",
+        "meet me in vc",
+        "send the zip file",
+    ],
+)
+def test_not_requests(text: str) -> None:
+    assert categories(text) == set(), text
+
+
+@pytest.mark.parametrize(
+    ("text", "context"),
+    [
+        ("meet me at spawn", ""),
+        ("whats the house number", "i built a mansion in bloxburg"),
+        ("come over to my island", ""),
+        ("where r u on the map", ""),
+        ("t'es où sur la map", ""),
+        ("whats ur coords", ""),
+    ],
+)
+def test_virtual_places_are_not_whereabouts(text: str, context: str) -> None:
+    found = requests.find(
+        normalise(text), context=normalise(context).plain, previous=normalise(context).plain
+    )
+    assert {r.category for r in found if not r.follow_up} == set(), text
+
+
+def test_irl_and_inherently_real_requests_survive_game_context() -> None:
+    game = normalise("my minecraft base is huge").plain
+    assert "location" in categories("what town do u live in irl", game)
+    assert "address" in categories("whats ur postcode", game)
+
+
+def test_secrecy_is_recognised() -> None:
+    assert requests.SECRECY.search(normalise("dont tell ur mum ok").plain)
+    assert requests.SECRECY.search(normalise("dm me ur address").plain)
+    assert not requests.SECRECY.search(
+        normalise("never tell anyone your address").plain.replace("never", "x")
+    )
