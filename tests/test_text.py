@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -341,9 +339,8 @@ HOSTILE = [
 
 @pytest.mark.parametrize("text", HOSTILE, ids=lambda text: repr(text[:6]))
 def test_hostile_lines_are_bounded(text: str) -> None:
-    started = time.perf_counter()
+    """Only the first MAX_SCAN characters can influence the result (time is measured in
+    bench/rules.py, not here)."""
     result = normalise(text)
-    elapsed = time.perf_counter() - started
     assert result == normalise(text[:MAX_SCAN])
     assert len(result.plain) <= MAX_SCAN * 3
-    assert elapsed < 0.25  # measured well under 1 ms; generous for slow CI machines
