@@ -70,7 +70,7 @@ _AGE_PATTERNS: Final = tuple(
         # turning 14, just turned 13
         r"\b(?:turning|turned|just turned|gonna be|going to be)\s+(\d{1,2})\b" + _NOT_AGE_AFTER,
         # "16 and this is my social life", "14 and my parents...", "33 here", "13 tho"
-        r"(?:^|[.!?,;]\s*)(\d{1,2})\s+(?:and|&|n|tho|though|here|btw|lol|haha|rn|now)\b",
+        r"(?:^|[.!?,;]\s*)(\d{1,2})\s+(?:and|&|n|tho|though|here|btw|lol|haha|rn|now|innit|bruv|mate|ish|yrs?|years|y'?all|ok|so|but|also|et|mdr|ptdr)\b",
         # comma-delimited: "just finished my masters, 24" / "im yaz, 26, i help" / "moi 31"
         r"(?:^|,)\s*(\d{2})\s*(?:,|!|$)",
         r"\bmoi,?\s+(\d{2})(?:\s*ans)?\s*$",
@@ -85,9 +85,10 @@ _GRADE_PATTERNS: Final = tuple(
     for p in (
         r"\b(?:year|yr|y)\s?(\d{1,2})\b(?!s\b|\s*(?:olds?|old|kids|students|pupils|class(?:es)?\b(?!\s+(?:is|was))))",
         r"\b(?:grade|gr)\s?(\d{1,2})\b(?!s\b)",
-        r"\b(\d{1,2})(?:st|nd|rd|th)\s+grade\b",
+        r"\b(\d{1,2})(?:st|nd|rd|th)\s+grader?\b",
+        r"\bin\s+s([1-6])\b",
         r"\b(?:sec|secondaire)\s?([1-5])\b",
-        r"\b(?:je suis|jsuis|j'suis|chuis|chu|suis|moi)\s+en\s+(cp|ce1|ce2|cm1|cm2|6e|6eme|5e|5eme|4e|4eme|3e|3eme"
+        r"(?:^|\b(?:je suis|jsuis|j'suis|chuis|chu|suis|moi|toujours|encore|deja))\s*en\s+(cp|ce1|ce2|cm1|cm2|6e|6eme|5e|5eme|4e|4eme|3e|3eme"
         r"|seconde|2nde|premiere|1ere|terminale|sec\s?[1-5]|[1-6]e annee)\b",
         r"\b(?:middle school|primary school|elementary school|junior high|first year in secondary"
         r"|year \d+ (?:is|was|maths|science|bio|homework)|secondary school)\b",
@@ -103,8 +104,9 @@ _AT_AGE = re.compile(
 )
 _SCHOOL_LIFE = re.compile(r"\b(?:school|class|homework|exams?|mocks|teacher|lessons?|gcses?|sats)\b")
 _TEACHER = re.compile(
-    r"\b(?:teach|teaching|teacher|tutor|tutoring|prof|professeur|enseignant|enseigne|my (?:year|grade) \d+s"
-    r"|mes (?:eleves|\d+e)|my (?:students|pupils|class|kids|son|daughter|children)|their|his|her)\b"
+    r"\b(?:i teach|i'?m a teacher|im a teacher|as a teacher|i'?m a tutor|teaching|prof de|professeur de|enseignant"
+    r"|j'?enseigne|my (?:year|grade) \d+s|mes (?:eleves|\d+e)|my (?:students|pupils|kids|son|daughter|children)"
+    r"|(?:his|her|their|my (?:son|daughter|kid|brother|sister)(?:'s)?) (?:year|grade|class))\b"
 )
 
 # Adult roles: overriding a room's "minors" presumption for the speaker.
@@ -118,7 +120,48 @@ _ADULT_ROLES: Final = re.compile(
 )
 
 
+_WORDS: Final = {
+    "five": 5,
+    "six": 6,
+    "seven": 7,
+    "eight": 8,
+    "nine": 9,
+    "ten": 10,
+    "eleven": 11,
+    "twelve": 12,
+    "thirteen": 13,
+    "fourteen": 14,
+    "fifteen": 15,
+    "sixteen": 16,
+    "seventeen": 17,
+    "eighteen": 18,
+    "nineteen": 19,
+    "twenty": 20,
+    "dix": 10,
+    "onze": 11,
+    "douze": 12,
+    "treize": 13,
+    "quatorze": 14,
+    "quinze": 15,
+    "seize": 16,
+    "dix-sept": 17,
+    "dix sept": 17,
+    "dix-huit": 18,
+    "dix huit": 18,
+}
+_WORD_AGE: Final = re.compile(
+    r"\b(?:i'?m|i am|im|iam)\s+(?:only\s+|just\s+)?("
+    + "|".join(sorted((w for w in _WORDS if " " not in w), key=len, reverse=True))
+    + r")\b(?!\s*(?:min|minutes|hours|times|of|days|weeks|months|km|miles))"
+    r"|\bj'?\s?ai\s+(" + "|".join(sorted(_WORDS, key=len, reverse=True)) + r")\s+ans\b"
+)
+
+
 def _number_age(text: str) -> AgeStatement | None:
+    worded = _WORD_AGE.search(text)
+    if worded is not None:
+        age = _WORDS[worded.group(1) or worded.group(2)]
+        return AgeStatement(minor=age < ADULT_AGE, age=age, said=worded.group(0)[:40])
     for pattern in _AGE_PATTERNS:
         for match in pattern.finditer(text):
             before = text[max(0, match.start() - 40) : match.start()]
@@ -159,7 +202,8 @@ _MAYBE: Final = re.compile(
     r"\d|year|yr|grade|sec|middle|primary|elementary|junior|secondary|under|teach|dad|mum|mom|mam|father"
     r"|mother|parent|son\b|daughter|kids|children|wife|husband|uni\b|masters|prof|anim|papa|maman|fils"
     r"|fille|enfant|femme|mari|youth|volunteer|coach|nurse|police|grand|nan\b|uncle|aunt|tutor|worker"
-    r"|educat|suis en|chu en|jsuis|\bcp\b|\bce[12]\b|\bcm[12]\b|seconde|2nde|premiere|terminale"
+    r"|educat|suis en|chu en|jsuis|\bcp\b|\bce[12]\b|\bcm[12]\b|seconde|2nde|premiere|terminale|\ben\b|\bs[1-6]\b"
+    r"|een\b|lve\b|ten\b|six|seven|eight|nine|onze|douze|treize|quatorze|quinze|seize|dix"
 )
 
 

@@ -142,7 +142,7 @@ def fold(text: str) -> str:
 class Asked:
     """A requester's last whereabouts request: whom, about what."""
 
-    target: Author
+    target: Author | None
     category: str
 
 
@@ -238,7 +238,7 @@ def _targets(message: Message, room: RoomView, text: str, asked: Asked | None) -
     explicit += _named(message, room, text)
     if explicit:
         return explicit
-    if asked is not None:
+    if asked is not None and asked.target is not None:
         return [(asked.target, "as a follow-up to their earlier question")]
     partner = _exchange_partner(message, room)
     return [(partner, "as a follow-up in a two-person exchange")] if partner else []
@@ -261,8 +261,6 @@ def _maybe(text: Normalised) -> bool:
 
 
 def _request(text: Normalised, context: str, previous: str, asked: Asked | None) -> requests.Request | None:
-    if not _maybe(text):
-        return None
     return _choose(requests.find(text, context=context, previous=previous), asked)
 
 
@@ -328,12 +326,10 @@ def minor_whereabouts(message: Message, room: RoomView) -> Iterator[Flag | Obser
     targets = [
         (t, how) for t, how in _targets(message, room, whole.plain, asked) if t.key != message.author.key
     ]
-    if not targets:
-        return
     yield Observe(
         message.author,
         "asked",
-        Asked(targets[0][0], request.category),
+        Asked(targets[0][0] if targets else None, request.category),
         source=request.said,
         ttl_seconds=ASKED_TTL_SECONDS,
     )

@@ -53,7 +53,8 @@ MAYBE: Final = re.compile(
     r"|hang|come|pick|wait|walk|drive|lift|sneak|habit|\bvis\b|reste|demeure|ville|coin|quartier|\brue\b|code"
     r"|numero|number|ecole|college|lycee|poly|primaire|cegep|\bsors\b|finis|voit|capte|retrouve|chercher"
     r"|viens|rejoin|position|où|\bou\b|primary|secondary|academy|high|what time|when|name|chez|\bquel|\bkel"
-    r"|envoie|active|go to|from|specific|\bwhich\b|\bwhat\b"
+    r"|envoie|active|go to|from|specific|\bwhich\b|\bwhat\b|catch|bahut|proche|pres\b|loin|part\b|ramene"
+    r"|raccompagne|recupere|prendre|heure|rentrer|lift|home"
 )
 
 
@@ -76,7 +77,7 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
     # --- address -------------------------------------------------------------------------------
     _p(
         "address",
-        rf"\b{YOUR}\s+(?:home\s+|full\s+|real\s+|house\s+|actual\s+|exact\s+|irl\s+)?"
+        rf"\b{YOUR}\s+(?:home\s+|full\s+|real\s+|house\s+|actual\s+|exact\s+|irl\s+|new\s+|current\s+|proper\s+|postal\s+)?"
         rf"(?:{ADDR}|{STRONG_ADDR}|zip|street|road)\b(?!\s*(?:ip|e-?mail|mail|server|wallet|mac|of the)\b)",
         strong=True,
     ),
@@ -154,7 +155,7 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
     _p("location", rf"\b{WHAT}\s+part\s+of\s+(?:town|the city|[a-z]+\s+{DO}\s+{YOU}\s+live)\b", strong=True),
     _p(
         "location",
-        rf"\b(?:{BE}\s+)?{YOU}\s+(?:live\s+)?(?:near|close to|nearby|around|live in|from near)\s+"
+        rf"\b(?:{BE}\s+)?{YOU}\s+(?:live\s+)?(?:anywhere near|somewhere near|near|close to|nearby|around|live in|from near)\s+"
         r"(?!(?:me|here|the (?:game|map|spawn|base|portal))\b)[a-z]",
     ),
     _p(
@@ -283,7 +284,7 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
     ),
     _p(
         "school",
-        r"\b(?:ton|ta)\s+(?:ecole|college|lycee|poly|polyvalente)\s+(?:c'?est|cest|s'appelle|elle s'appelle)",
+        r"\b(?:ton|ta)\s+(?:ecole|college|lycee|poly|polyvalente|bahut)\s+(?:c'?est|cest|s'appelle|elle s'appelle)",
     ),
     # --- meetup --------------------------------------------------------------------------------
     _p(
@@ -323,11 +324,51 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
     ),
     _p(
         "meetup",
-        r"\b(?:je\s+(?:peux|pourrais|vais)\s+)?(?:venir|passer)\s+te\s+(?:chercher|prendre|voir)\b",
+        r"\b(?:venir|viens|viendrai|passer|passe|passerai|vais)\s+te\s+(?:chercher|prendre|voir|recuperer|raccompagner)\b"
+        r"|\bje\s+te\s+(?:ramene|raccompagne|recupere)\b",
         strong=True,
     ),
     _p(
         "meetup", r"\b(?:viens|venez)\s+chez\s+moi\b|\brejoins[- ]moi\b|\bon\s+se\s+voit\s+irl\b", strong=True
+    ),
+    # --- added after the independent probe corpus -----------------------------------------------
+    _p(
+        "location",
+        r"\b(?:which|what|wat|wot)\s+(?:part|bit|side|end)\b(?!\s+of\s+the\s+(?:game|map|song|book|speech"
+        r"|address|test|question|level|film|movie|show))",
+        follow_up=True,
+    ),
+    _p(
+        "location",
+        r"\b(?:which|what|wat|wot)\s+part\s+of\s+(?!the\s+(?:game|map|song|book|speech|address|test|question"
+        r"|level|film|movie|show|day|year)\b)(?!(?:it|that|this|the)\b)[a-z]+",
+    ),
+    _p(
+        "meetup",
+        r"\bcatch\s*up\s+(?:this\s+(?:arvo|afternoon|morning|evening|weekend|week)|at|tomorrow|tonight|after"
+        r"|irl|in person|sometime|somewhere|on (?:the )?(?:weekend|saturday|sunday))\b",
+    ),
+    _p(
+        "school",
+        r"\b(?:c'?\s?est\s+quoi|c\s+quoi|c\s+koi|cest\s+quoi|quel\s+est|quelle\s+est|c'?est\s+lequel"
+        r"|c'?est\s+laquelle)\s+(?:ton|ta)\s+(?:ecole|college|lycee|bahut|poly|polyvalente|primaire"
+        r"|etablissement|classe|prof)\b",
+    ),
+    _p(
+        "school",
+        r"\b(?:finis|sors|termines|quittes)\b[^.?!]{0,25}\b(?:ecole|college|lycee|cours|classe)\b[^.?!]{0,15}"
+        r"\bquelle\s+heure\b",
+    ),
+    _p(
+        "school",
+        r"\bquel(?:le)?\s+(?:bus|car|tram|metro|train)\b[^.?!]{0,30}\b(?:rentrer|maison|chez toi|ecole"
+        r"|college|lycee)\b",
+        strong=True,
+    ),
+    _p(
+        "location",
+        r"\b(?:t'?\s?es|tu\s+es|tu\s+habites?|tu\s+vis|tu\s+restes)\s+(?:proche|pres|pas loin|a cote|loin)\s+"
+        r"(?:de|d')",
     ),
 )
 
@@ -406,12 +447,21 @@ class Request:
     said: str
 
 
+# "ur house number in bloxburg": a qualifier right after the match puts it in a game.
+IN_GAME: Final = re.compile(
+    r"[^.?!]{0,20}\b(?:in|on|at)\s+(?:the\s+)?(?:game|bloxburg|adopt me|roblox|minecraft|fortnite|animal crossing"
+    r"|server|realm|map|sims|island|world|brookhaven|gta)\b"
+)
+
+
 def find(text: Normalised, *, context: str = "", previous: str = "") -> list[Request]:
     """Every request shape found in ``text`` (both its plain and leetspeak-decoded forms).
 
     ``context`` is the recent room text (normalised), for the virtual-place veto and for school
     names; ``previous`` is the message just before (by anyone), for continued warnings.
     """
+    if not (MAYBE.search(text.plain) or (text.leet is not text.plain and MAYBE.search(text.leet))):
+        return []
     if ABOUT_REQUESTS.search(text.plain) or THIRD_PERSON.search(text.plain):
         return []
     if previous and CONTINUATION.search(text.plain) and ABOUT_REQUESTS.search(previous):
@@ -427,6 +477,8 @@ def find(text: Normalised, *, context: str = "", previous: str = "") -> list[Req
             match = pattern.regex.search(form)
             if match is None:
                 continue
+            if IN_GAME.match(form, match.end()) and not IRL.search(form):
+                break
             if pattern.category == "school" and not pattern.strong:
                 if MAGIC_SCHOOL.search(form) or MAGIC_SCHOOL.search(previous):
                     break
