@@ -48,10 +48,12 @@ class Author:
 
     nick: str
     account: AccountId | None = None
+    key: str = field(init=False, repr=False, compare=False)
+    """The identity rooms and rules key people by (computed once: it is read on every message)."""
 
-    @property
-    def key(self) -> str:
-        return f"acct:{self.account}" if self.account is not None else f"nick:{self.nick.casefold()}"
+    def __post_init__(self) -> None:
+        key = f"acct:{self.account}" if self.account is not None else f"nick:{self.nick.casefold()}"
+        object.__setattr__(self, "key", key)
 
     def __str__(self) -> str:
         if self.account is None or self.account == self.nick:

@@ -196,24 +196,32 @@ def _age_statement(message: Message, text: Normalised, room: RoomView) -> ages.A
     return None
 
 
-def _nick_forms(author: Author) -> tuple[str, list[str]]:
-    nick = fold(author.nick)
-    parts = [p for p in re.split(r"[_.\-\d]+", nick) if len(p) >= 3 and p not in _COMMON]
-    return nick, parts
+_WORDS: Final = re.compile(r"[\w.'-]+")
+
+
+@lru_cache(maxsize=8192)
+def _nick_parts(nick: str) -> tuple[str, tuple[str, ...]]:
+    folded = fold(nick).strip(".'-@")
+    parts = tuple(p for p in re.split(r"[_.\-\d]+", folded) if len(p) >= 3 and p not in _COMMON)
+    return folded, parts
 
 
 def _named(message: Message, room: RoomView, text: str) -> list[tuple[Author, str]]:
     """People the text addresses by nick: anywhere for a full nick, at the edges for a part."""
     found: list[tuple[Author, str]] = []
-    words = re.findall(r"[\w.'-]+", text)
-    edges = {w.strip(".'-") for w in words[:1] + words[-1:]}
+    words = [w.strip(".'-") for w in _WORDS.findall(text)]
+    if not words:
+        return found
+    tokens = set(words)
+    edges = {words[0], words[-1]}
+    me = message.author.key
     for key, participant in room.participants.items():
-        if key == message.author.key:
+        if key == me:
             continue
-        nick, parts = _nick_forms(participant.author)
-        if re.search(r"(?:^|[^\w.])@?" + re.escape(nick) + r"(?:$|[^\w])", text):
+        nick, parts = _nick_parts(participant.author.nick)
+        if nick in tokens:
             found.append((participant.author, "by mention"))
-        elif any(p in edges or f"@{p}" in text for p in parts):
+        elif parts and not edges.isdisjoint(parts):
             found.append((participant.author, "by name"))
     return found
 
@@ -229,13 +237,15 @@ def _exchange_partner(message: Message, room: RoomView) -> Author | None:
     return next(iter(others.values())) if len(others) == 1 else None
 
 
-def _targets(message: Message, room: RoomView, text: str, asked: Asked | None) -> list[tuple[Author, str]]:
+def _targets(
+    message: Message, room: RoomView, named: list[tuple[Author, str]], asked: Asked | None
+) -> list[tuple[Author, str]]:
     """Whom the request is aimed at, and how we know; explicit addressing wins over inference."""
     explicit: list[tuple[Author, str]] = []
     if message.reply_to is not None:
         explicit.append((message.reply_to, "by reply"))
     explicit += [(m, "by mention") for m in message.mentions]
-    explicit += _named(message, room, text)
+    explicit += named
     if explicit:
         return explicit
     if asked is not None and asked.target is not None:
@@ -298,12 +308,37 @@ def minor_whereabouts(message: Message, room: RoomView) -> Iterator[Flag | Obser
     fragments = _fragments(message, room)
     if not (_maybe(text) or fragments):
         return  # the usual case: ordinary chat, nothing that could be (part of) a request
+    asked_fact = room.fact(message.author, "asked", message.at)
+    asked: Asked | None = asked_fact.value if asked_fact is not None else None
+    joined = normalise(" ".join([*(m.text for m in fragments), message.text])) if fragments else text
+
+    # Whom could it be aimed at, and is any of them a minor? If not, nothing here can be flagged,
+    # and the (costly) request patterns need not run; a question is still remembered, so that a
+    # follow-up after the person states their age is understood.
+    # Names in this message win over names in the fragments before it.
+    named = _named(message, room, text.plain)
+    if not named and fragments:
+        named = _named(message, room, joined.plain)
+    targets = [
+        (target, how)
+        for target, how in _targets(message, room, named, asked)
+        if target.key != message.author.key
+    ]
+    minors = [(t, how, why) for t, how in targets if (why := _minor_reason(room, t, message.at))]
+    if not minors:
+        if requests.QUESTION_HINT.search(joined.plain):
+            yield Observe(
+                message.author,
+                "asked",
+                Asked(targets[0][0] if targets else None, "unknown"),
+                source="a possible question",
+                ttl_seconds=ASKED_TTL_SECONDS,
+            )
+        return
     recent = room.recent
     earlier = [recent[i] for i in range(max(0, len(recent) - 1 - CONTEXT_MESSAGES), len(recent) - 1)]
     context = " ".join(fold(m.text) for m in earlier)
     previous = fold(earlier[-1].text) if earlier else ""
-    asked_fact = room.fact(message.author, "asked", message.at)
-    asked: Asked | None = asked_fact.value if asked_fact is not None else None
 
     # The message on its own first; then joined to the short messages just before it, in case
     # the request was typed in pieces ("where" / "do u" / "live").
@@ -312,7 +347,7 @@ def minor_whereabouts(message: Message, room: RoomView) -> Iterator[Flag | Obser
     if request is None:
         if not fragments:
             return
-        whole = normalise(" ".join([*(m.text for m in fragments), message.text]))
+        whole = joined
         request = _request(whole, context, previous, asked)
         if request is None or not _complete(request, whole, asked):
             return  # nothing, or "what" / "school" / …: the sentence is not finished yet
@@ -322,36 +357,29 @@ def minor_whereabouts(message: Message, room: RoomView) -> Iterator[Flag | Obser
             for r in requests.find(before, context=context, previous=previous)
         ):
             return  # already complete (and judged) on an earlier fragment
-    secret = bool(requests.SECRECY.search(whole.plain))
-    targets = [
-        (t, how) for t, how in _targets(message, room, whole.plain, asked) if t.key != message.author.key
-    ]
     yield Observe(
         message.author,
         "asked",
-        Asked(targets[0][0] if targets else None, request.category),
+        Asked(targets[0][0], request.category),
         source=request.said,
         ttl_seconds=ASKED_TTL_SECONDS,
     )
-    for target, how in targets:
-        why = _minor_reason(room, target, message.at)
-        if why is None:
-            continue  # an adult, or someone of unknown age: not this rule's concern
-        fact = room.fact(target, "age", message.at)
-        adult_requester = _said_adult(room, message.author, message.at)
-        yield Flag(
-            category=request.category,
-            target=target,
-            severity=_severity(request.category, adult_requester, secret),
-            explanation=(
-                f"{why}; {message.author.nick} asked {target.nick} for their {WHAT[request.category]} "
-                f"at {message.at:%H:%M}, {how} ('{request.said}')"
-                + ("; asked for secrecy or private messages" if secret else "")
-                + ("; the requester stated an adult age" if adult_requester else "")
-            ),
-            evidence=tuple(m.id for m in fragments) + ((fact.message,) if fact is not None else ()),
-        )
-        return
+    target, how, why = minors[0]
+    secret = bool(requests.SECRECY.search(whole.plain))
+    fact = room.fact(target, "age", message.at)
+    adult_requester = _said_adult(room, message.author, message.at)
+    yield Flag(
+        category=request.category,
+        target=target,
+        severity=_severity(request.category, adult_requester, secret),
+        explanation=(
+            f"{why}; {message.author.nick} asked {target.nick} for their {WHAT[request.category]} "
+            f"at {message.at:%H:%M}, {how} ('{request.said}')"
+            + ("; asked for secrecy or private messages" if secret else "")
+            + ("; the requester stated an adult age" if adult_requester else "")
+        ),
+        evidence=tuple(m.id for m in fragments) + ((fact.message,) if fact is not None else ()),
+    )
 
 
 RULE = minor_whereabouts

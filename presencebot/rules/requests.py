@@ -58,6 +58,13 @@ MAYBE: Final = re.compile(
 )
 
 
+# Looks like a question about whereabouts: remembered even when nobody is known to be a minor yet.
+QUESTION_HINT: Final = re.compile(
+    r"where|wher\b|\bwer\b|whr|wya|address|addy|postcode|zip|school|skool|live\b|town|city|area|suburb"
+    r"|street|meet|habite|adresse|ecole|college|ville|quartier|o[uù]\b|\?"
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Pattern:
     category: str
