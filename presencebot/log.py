@@ -53,7 +53,10 @@ def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = No
     assert stream is not None
     use_console = fmt == "console" or (fmt == "auto" and stream.isatty())
     renderer: Processor = (
-        structlog.dev.ConsoleRenderer(colors=stream.isatty())
+        structlog.dev.ConsoleRenderer(
+            colors=stream.isatty(),
+            exception_formatter=structlog.dev.plain_traceback,  # never rich's locals: chat text
+        )
         if use_console
         else structlog.processors.JSONRenderer()
     )
@@ -63,7 +66,12 @@ def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = No
             redact_chat_text,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.dict_tracebacks if not use_console else structlog.dev.set_exc_info,
+            # Tracebacks without local variables: a rule's locals hold chat text.
+            structlog.processors.ExceptionRenderer(
+                structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+            )
+            if not use_console
+            else structlog.dev.set_exc_info,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),

@@ -141,3 +141,29 @@ def test_the_rule_reads_a_bounded_prefix_of_any_message(monkeypatch: pytest.Monk
 
 def iter_lines() -> Iterator[str]:  # pragma: no cover - kept for debugging fuzz failures
     yield from ()
+
+
+def test_a_crashing_rule_does_not_leak_chat_text_through_its_traceback() -> None:
+    """Tracebacks are logged without local variables: a rule's locals hold the message."""
+    import asyncio
+
+    from presencebot.rule import rule
+
+    @rule("leaky")
+    def leaky(message: Message, room: object) -> list[object]:
+        secret_text = message.text  # noqa: F841 - a local a traceback could show
+        raise RuntimeError("boom")
+
+    for fmt in ("json", "console"):
+        stream = io.StringIO()
+        log.configure("info", fmt, stream=stream)
+        try:
+            pipeline = Pipeline([leaky])  # type: ignore[list-item]
+            room = RoomContext(REF, RoomSettingsView(rules=("leaky",)))
+            asyncio.run(pipeline.process(Message(REF, Author("amy"), "my secret chat line 42"), room))
+        finally:
+            structlog.reset_defaults()
+        output = stream.getvalue()
+        assert "rule.error" in output
+        assert "RuntimeError" in output
+        assert "my secret chat line 42" not in output, fmt

@@ -264,10 +264,7 @@ def _choose(found: Sequence[requests.Request], asked: Asked | None) -> requests.
 
 
 def _maybe(text: Normalised) -> bool:
-    return bool(
-        requests.MAYBE.search(text.plain)
-        or (text.leet is not text.plain and requests.MAYBE.search(text.leet))
-    )
+    return requests.maybe(text.plain) or (text.leet is not text.plain and requests.maybe(text.leet))
 
 
 def _request(text: Normalised, context: str, previous: str, asked: Asked | None) -> requests.Request | None:
