@@ -68,7 +68,11 @@ _AGE_PATTERNS: Final = tuple(
         r"(?:^|\s)(\d{1,2})\s*/?\s*[mf]\b(?!/)",
         r"(?:^|\s)[mf]\s?(\d{2})\b",
         # turning 14, just turned 13
-        r"\b(?:turning|turned|just turned|gonna be|going to be)\s+(\d{1,2})\b" + _NOT_AGE_AFTER,
+        r"\b(?:turning|turned|just turned|gonna be|going to be|ill be|i'll be|i will be|il be)\s+(\d{1,2})\b"
+        + _NOT_AGE_AFTER,
+        r"^(\d{1,2})\s+(?:next|in|on|this)\s+(?:month|week|year|june|july|august|september|october|november"
+        r"|december|january|february|march|april|may|monday|tuesday|wednesday|thursday|friday|saturday|sunday)\b",
+        r"^(\d{1,2})\s*(?:\(|!|,\s)",
         # "16 and this is my social life", "14 and my parents...", "33 here", "13 tho"
         r"(?:^|[.!?,;]\s*)(\d{1,2})\s+(?:and|&|n|tho|though|here|btw|lol|haha|rn|now|innit|bruv|mate|ish|yrs?|years|y'?all|ok|so|but|also|et|mdr|ptdr)\b",
         # comma-delimited: "just finished my masters, 24" / "im yaz, 26, i help" / "moi 31"
@@ -88,8 +92,10 @@ _GRADE_PATTERNS: Final = tuple(
         r"\b(\d{1,2})(?:st|nd|rd|th)\s+grader?\b",
         r"\bin\s+s([1-6])\b",
         r"\b(?:sec|secondaire)\s?([1-5])\b",
-        r"(?:^|\b(?:je suis|jsuis|j'suis|chuis|chu|suis|moi|toujours|encore|deja))\s*en\s+(cp|ce1|ce2|cm1|cm2|6e|6eme|5e|5eme|4e|4eme|3e|3eme"
+        r"(?:^|\b(?:je suis|jsuis|j'suis|chuis|chu|suis|moi|toujours|encore|deja|passe|rentre|vais))\s*en\s+(cp|ce1|ce2|cm1|cm2|6e|6eme|5e|5eme|4e|4eme|3e|3eme"
         r"|seconde|2nde|premiere|1ere|terminale|sec\s?[1-5]|[1-6]e annee)\b",
+        r"\b(?:still|i'?m|im|i am)\s+in\s+(?:primary|elementary|middle school|junior high|secondary|high school)\b",
+        r"\b(\d)(?:st|nd|rd|th)\s+class\b",
         r"\b(?:middle school|primary school|elementary school|junior high|first year in secondary"
         r"|year \d+ (?:is|was|maths|science|bio|homework)|secondary school)\b",
         r"\b(?:our|my|the)\s+u-?(\d{1,2})s\b|\bunder\s?-?(\d{1,2})s\b",
@@ -153,12 +159,16 @@ _WORD_AGE: Final = re.compile(
     r"\b(?:i'?m|i am|im|iam)\s+(?:only\s+|just\s+)?("
     + "|".join(sorted((w for w in _WORDS if " " not in w), key=len, reverse=True))
     + r")\b(?!\s*(?:min|minutes|hours|times|of|days|weeks|months|km|miles))"
-    r"|\bj'?\s?ai\s+(" + "|".join(sorted(_WORDS, key=len, reverse=True)) + r")\s+ans\b"
+    r"|\b(" + "|".join(sorted(_WORDS, key=len, reverse=True)) + r")\s+ans\b"
 )
 
 
 def _number_age(text: str) -> AgeStatement | None:
     worded = _WORD_AGE.search(text)
+    if worded is not None:
+        before = text[max(0, worded.start() - 40) : worded.start()]
+        if _OTHER_PERSON.search(before) or _PAST.search(before):
+            worded = None
     if worded is not None:
         age = _WORDS[worded.group(1) or worded.group(2)]
         return AgeStatement(minor=age < ADULT_AGE, age=age, said=worded.group(0)[:40])
@@ -168,6 +178,10 @@ def _number_age(text: str) -> AgeStatement | None:
             if _OTHER_PERSON.search(before) or _PAST.search(before):
                 continue
             age = int(match.group(1))
+            if re.match(
+                r"(?:ill be|i'll be|i will be|il be|turning|gonna be|going to be)\b", match.group(0)
+            ) or re.search(r"\bnext\b", match.group(0)):
+                age -= 1  # a coming birthday: one year younger today
             if not YOUNGEST <= age <= OLDEST:
                 continue
             return AgeStatement(minor=age < ADULT_AGE, age=age, said=match.group(0).strip(" ,.!?;")[:40])

@@ -335,7 +335,7 @@ def minor_whereabouts(message: Message, room: RoomView) -> Iterator[Flag | Obser
     recent = room.recent
     earlier = [recent[i] for i in range(max(0, len(recent) - 1 - CONTEXT_MESSAGES), len(recent) - 1)]
     context = " ".join(fold(m.text) for m in earlier)
-    previous = fold(earlier[-1].text) if earlier else ""
+    previous = " ".join(fold(m.text) for m in earlier[-2:])  # for continued warnings and games
 
     # The message on its own first; then joined to the short messages just before it, in case
     # the request was typed in pieces ("where" / "do u" / "live").

@@ -32,7 +32,7 @@ BE = r"(?:r|are|ar|re|'re|is)"
 DO = r"(?:do|d|does|did|du)"
 WHAT = r"(?:what|wat|wot|wut|wht|whats|what'?s|wats|wots|whts|which|wich|whch|wich)"
 WHERE = r"(?:w+h*e+r+e*|whr|wea|whre|wh+e+r+e*abouts|where abouts)"
-ADDR = r"(?:address|adress|addres|adres|addy|addie|addr|adr|addresse|addrss)"
+ADDR = r"(?:address|adress|addres|adres|addy|addie|addr|adr|addresse|addrss|deets)"
 STRONG_ADDR = (
     r"(?:post\s?code|postal\s?code|zip\s?code|eircode|house\s?(?:number|no|num|#)|door\s?(?:number|no|num)"
     r"|flat\s?(?:number|no|num)|apartment\s?(?:number|no)|apt\s?(?:number|no)|street\s?(?:name|address)?"
@@ -49,7 +49,7 @@ AREA = (
 # request. Word prefixes and a set lookup per word cost a fraction of one large regex alternation
 # (which Python's engine tries at every position), and this runs on every message.
 _PREFIXES: Final = frozenset(
-    [
+    {
         "where",
         "wher",
         "whr",
@@ -173,7 +173,16 @@ _PREFIXES: Final = frozenset(
         "quel",
         "live",
         "liv",
-    ]
+        "dee",
+        "nom",
+        "mais",
+        "voir",
+        "emme",
+        "auto",
+        "appa",
+        "cycl",
+        "bike",
+    }
 )
 
 
@@ -358,7 +367,7 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
     # --- school --------------------------------------------------------------------------------
     _p(
         "school",
-        rf"\b{WHAT}\s+(?:school|skool|skl|skul|schol|skewl|primary|secondary|high\s?school|middle school"
+        rf"\b{WHAT}\s+(?:school|skool|skl|skul|schol|skewl|primary|secondary|high\s?school|middle school|college"
         r"|elementary|academy|sixth form|grammar|comp)\b(?!\s+(?:subject|subjects|like|is (?:he|she|they)"
         r"|are (?:they|he|she)|do (?:they|ur kids|your kids)|does (?:he|she)))",
     ),
@@ -464,7 +473,9 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
         strong=True,
     ),
     _p(
-        "meetup", r"\b(?:viens|venez)\s+chez\s+moi\b|\brejoins[- ]moi\b|\bon\s+se\s+voit\s+irl\b", strong=True
+        "meetup",
+        r"\b(?:viens|venez)\s+chez\s+(?:moi|nous)\b|\brejoins[- ]moi\b|\bon\s+se\s+voit\s+irl\b",
+        strong=True,
     ),
     # --- added after the independent probe corpus -----------------------------------------------
     _p(
@@ -496,7 +507,7 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
     ),
     _p(
         "school",
-        r"\bquel(?:le)?\s+(?:bus|car|tram|metro|train)\b[^.?!]{0,30}\b(?:rentrer|maison|chez toi|ecole"
+        r"\bquel(?:le)?\s+(?:bus|autobus|car|tram|metro|train)\b[^.?!]{0,30}\b(?:rentrer|maison|chez toi|ecole"
         r"|college|lycee)\b",
         strong=True,
     ),
@@ -505,6 +516,56 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
         r"\b(?:t'?\s?es|tu\s+es|tu\s+habites?|tu\s+vis|tu\s+restes)\s+(?:proche|pres|pas loin|a cote|loin)\s+"
         r"(?:de|d')",
     ),
+    # --- added after the second independent corpus ----------------------------------------------
+    _p(
+        "school",
+        rf"\b(?:what'?s|whats|wats|wots|wuts)\s+{YOUR}\s+(?:school|skool|primary|academy|college|high school)\b(?!\s+like)",
+    ),
+    _p(
+        "school",
+        rf"\b(?:is|r|are)\s+{YOUR}\s+(?:school|skool|primary|academy|college)\s+(?:the|near|by|on|in|at|called|next)\b",
+    ),
+    _p("school", rf"\b{YOU}\s+go\s+to\s+the\s+one\s+(?:on|by|near|in|at|next)\b"),
+    _p(
+        "school",
+        rf"\b{YOU}\s+(?:walk|go|get|come|cycle|bike)\s+home\s+(?:alone|by\s+(?:urself|yourself|ya self)|on\s+{YOUR}\s+own)",
+    ),
+    _p(
+        "school",
+        r"\bnom\s+de\s+(?:ton|ta)\s+(?:prof|professeur|professeure|enseignant|enseignante|ecole|college|lycee|poly|polyvalente|maitresse|maitre)\b",
+    ),
+    _p(
+        "school",
+        r"\b(?:t'?\s?es|tu\s+es|t'?es-tu|es-tu|tu\s+vas|vas-tu)\b[^.?!]{0,20}\b(?:a\s+la|au|a\s+l')\s*(?:polyvalente|poly|ecole|college|lycee|primaire|ecole secondaire)\b",
+    ),
+    _p(
+        "address",
+        r"\b(?:street|road|rue)\s+(?:n|and|&|et)\s+(?:house|door|flat)?\s*(?:number|no|num|numero)\b",
+        strong=True,
+    ),
+    _p(
+        "location",
+        rf"\b(?:{YOU}'?re|youre|ur|u r|bet\s+{YOUR})\s+(?:near|close to|next to|by)\s+(?!me\b|here\b)[a-z]",
+    ),
+    _p(
+        "location",
+        r"\b(?:ta\s+maison|chez\s+toi|ton\s+appart|ta\s+rue)\s+(?:elle\s+|il\s+|c'?\s?)?(?:est\s+)?o[uù]\b|\b(?:elle\s+est|c'?est)\s+o[uù]\s+(?:ta\s+maison|chez\s+toi|ton\s+appart)\b",
+        strong=True,
+    ),
+    _p("meetup", r"\b(?:come|cum)\s+(?:hang|chill|hang out|kick it|see me|meet me|visit)\b"),
+    _p(
+        "meetup",
+        r"\bcome\s+(?:up|down|round|over|by)\s+(?:sometime|some time|one day|this|tomorrow|tonight|on|to mine|to my)\b",
+    ),
+    _p(
+        "meetup",
+        rf"\b(?:i|we|my (?:bro|brother|mum|mom|dad|mate))\s+(?:can|could|will|'ll|ll)\s+(?:drive|give)\s+{YOU}\b(?!\s+(?:crazy|mad|nuts|up))",
+    ),
+    _p(
+        "meetup",
+        r"\bon\s+(?:pourrait|peut|devrait|va|pourra)\s+se\s+(?:voir|capter|retrouver|rejoindre|rencontrer)\b",
+    ),
+    _p("meetup", r"\bje\s+t'?\s?(?:emmene|amene|invite)\s+(?:au|a|chez|manger|voir)\b"),
 )
 
 # Virtual places: a match on a non-strong pattern is dropped when these are around and "irl" is not.
@@ -512,7 +573,7 @@ VIRTUAL: Final = re.compile(
     r"\b(?:minecraft|roblox|fortnite|bloxburg|adopt me|animal crossing|wizard101|hogwarts|poudlard|server|serveur"
     r"|realm|spawn|lobby|dungeon|nether|portal|base|coords?|coordinates|coordonnees|in game|in-game|ingame"
     r"|(?:in|on|into|join|play|playing) the game|on the map|the map|island|dodo code|vc|voice chat|discord|ip|world|guild|clan|raid|skin"
-    r"|la map|la game|la partie|le jeu)\b"
+    r"|la map|la game|la partie|le jeu|tilted|party code|battle pass|lobby|loot|le lobby)\b"
 )
 MAGIC_SCHOOL: Final = re.compile(
     r"\b(?:wizard101|wizard 101|hogwarts|poudlard|magic|spell|spells|fire|ice|storm"
