@@ -23,7 +23,11 @@ def said(text: str) -> ages.AgeStatement | None:
         ("me im 11 years old", 11),
         ("13/f here", 13),
         ("f14 from leeds", 14),
-        ("turning 14 next month", 14),
+        ("turning 14 next month", 13),  # a coming birthday: 13 today
+        ("13 next month!!", 12),
+        ("ill be 14 in june", 13),
+        ("14 (nearly 15) lol", 14),
+        ("quinze ans aujourd'hui", 15),
         ("just turned 13!!", 13),
         ("15 and my parents are strict", 15),
         ("been up all night, 14 and exhausted", 14),
