@@ -43,6 +43,7 @@ class RoomContext:
         self.max_participants = max_participants
         self._recent: deque[Message] = deque(maxlen=max_messages)
         self._participants: OrderedDict[str, Participant] = OrderedDict()
+        self._version = 0
 
     # --- what rules read -------------------------------------------------------------------
     @property
@@ -52,6 +53,12 @@ class RoomContext:
     @property
     def participants(self) -> Mapping[str, Participant]:
         return self._participants
+
+    @property
+    def version(self) -> int:
+        """Changes whenever someone joins the participants, leaves them, or changes nick: lets a
+        rule cache an index of nicks until it is stale."""
+        return self._version
 
     def participant(self, author: Author) -> Participant | None:
         return self._participants.get(author.key)
@@ -91,7 +98,10 @@ class RoomContext:
             self._participants[key] = Participant(message.author, message.at, message.at)
             while len(self._participants) > self.max_participants:
                 self._participants.popitem(last=False)
+            self._version += 1
         else:
+            if participant.author.nick != message.author.nick:
+                self._version += 1
             participant.author = message.author  # the nick may have changed
             participant.last_seen = message.at
             self._participants.move_to_end(key)
@@ -101,6 +111,7 @@ class RoomContext:
         if participant is None:
             participant = Participant(observation.subject, message.at, message.at)
             self._participants[observation.subject.key] = participant
+            self._version += 1
         expires = (
             message.at + timedelta(seconds=observation.ttl_seconds)
             if observation.ttl_seconds is not None

@@ -118,6 +118,11 @@ class RoomView(Protocol):
         """Participants by :attr:`Author.key`."""
         ...
 
+    @property
+    def version(self) -> int:
+        """Changes whenever the participants or their nicks change (for caching nick indexes)."""
+        ...
+
     def participant(self, author: Author) -> ParticipantView | None: ...
     def find_nick(self, nick: str) -> ParticipantView | None:
         """The most recently active participant using ``nick`` (case-insensitive)."""

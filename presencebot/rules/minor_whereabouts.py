@@ -18,6 +18,7 @@ follow-up such as "which town tho" is understood.
 from __future__ import annotations
 
 import re
+import weakref
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -157,6 +158,23 @@ def _minor_reason(room: RoomView, who: Author, at: datetime) -> str | None:
     return None
 
 
+def _anyone_minor(room: RoomView, message: Message) -> bool:
+    """Whether anyone but the author could be a minor now (cheap: no text is read)."""
+    if room.settings.audience is Audience.MINORS:
+        return True
+    at, me = message.at, message.author.key
+    for key, participant in room.participants.items():
+        fact = participant.facts.get("age")
+        if (
+            fact is not None
+            and key != me
+            and fact.value.minor
+            and (fact.expires is None or fact.expires >= at)
+        ):
+            return True
+    return False
+
+
 def _said_adult(room: RoomView, who: Author, at: datetime) -> bool:
     fact = room.fact(who, "age", at)
     return fact is not None and not fact.value.minor
@@ -206,24 +224,50 @@ def _nick_parts(nick: str) -> tuple[str, tuple[str, ...]]:
     return folded, parts
 
 
+@dataclass(slots=True)
+class _NickIndex:
+    version: int
+    whole: dict[str, list[Author]]
+    parts: dict[str, list[Author]]
+
+
+# One index per live room object (weakly held: it goes when the room goes).
+_INDEXES: weakref.WeakKeyDictionary[RoomView, _NickIndex] = weakref.WeakKeyDictionary()
+
+
+def _nick_index(room: RoomView) -> _NickIndex:
+    """Nicks (whole, and distinctive parts) to people, rebuilt only when the room's people change."""
+    index = _INDEXES.get(room)
+    if index is not None and index.version == room.version:
+        return index
+    whole: dict[str, list[Author]] = {}
+    parts: dict[str, list[Author]] = {}
+    for participant in room.participants.values():
+        nick, nick_parts = _nick_parts(participant.author.nick)
+        whole.setdefault(nick, []).append(participant.author)
+        for part in nick_parts:
+            parts.setdefault(part, []).append(participant.author)
+    index = _INDEXES[room] = _NickIndex(room.version, whole, parts)
+    return index
+
+
 def _named(message: Message, room: RoomView, text: str) -> list[tuple[Author, str]]:
     """People the text addresses by nick: anywhere for a full nick, at the edges for a part."""
-    found: list[tuple[Author, str]] = []
     words = [w.strip(".'-") for w in _WORDS.findall(text)]
     if not words:
-        return found
-    tokens = set(words)
-    edges = {words[0], words[-1]}
+        return []
+    index = _nick_index(room)
     me = message.author.key
-    for key, participant in room.participants.items():
-        if key == me:
-            continue
-        nick, parts = _nick_parts(participant.author.nick)
-        if nick in tokens:
-            found.append((participant.author, "by mention"))
-        elif parts and not edges.isdisjoint(parts):
-            found.append((participant.author, "by name"))
-    return found
+    found: dict[str, tuple[Author, str]] = {}
+    for word in words:
+        for author in index.whole.get(word, ()):
+            if author.key != me:
+                found.setdefault(author.key, (author, "by mention"))
+    for word in {words[0], words[-1]}:
+        for author in index.parts.get(word, ()):
+            if author.key != me:
+                found.setdefault(author.key, (author, "by name"))
+    return list(found.values())
 
 
 def _exchange_partner(message: Message, room: RoomView) -> Author | None:
@@ -307,6 +351,19 @@ def minor_whereabouts(message: Message, room: RoomView) -> Iterator[Flag | Obser
         return  # the usual case: ordinary chat, nothing that could be (part of) a request
     asked_fact = room.fact(message.author, "asked", message.at)
     asked: Asked | None = asked_fact.value if asked_fact is not None else None
+    if not _anyone_minor(room, message):
+        # Nobody here is believed a minor: nothing can be flagged. Remember a question, so that a
+        # follow-up after someone states their age is understood.
+        if requests.QUESTION_HINT.search(text.plain):
+            partner = _exchange_partner(message, room)
+            yield Observe(
+                message.author,
+                "asked",
+                Asked(partner, "unknown"),
+                source="a possible question",
+                ttl_seconds=ASKED_TTL_SECONDS,
+            )
+        return
     joined = normalise(" ".join([*(m.text for m in fragments), message.text])) if fragments else text
 
     # Whom could it be aimed at, and is any of them a minor? If not, nothing here can be flagged,
