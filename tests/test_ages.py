@@ -56,6 +56,13 @@ def test_minor_ages(text: str, age: int) -> None:
         "jsuis en 5e",
         "je suis en CM2",
         "i play for our u13s",
+        "im a year 9, u?",
+        "still in primary but i can do long division",
+        "im in 6th class",
+        "8th grader here",
+        "je passe en 3e l'année prochaine",
+        "je suis en cinquième",
+        "chu en secondaire 2",
     ],
 )
 def test_school_years_make_a_minor(text: str) -> None:
@@ -80,6 +87,7 @@ def test_school_years_make_a_minor(text: str) -> None:
         "see u at 12",
         "12 diamonds!!",
         "niveau 12 enfin",
+        "my little sister is in year 5",
     ],
 )
 def test_numbers_that_are_not_the_speakers_minor_age(text: str) -> None:
@@ -109,5 +117,6 @@ def test_adult_statements(text: str) -> None:
 def test_answer_to_how_old() -> None:
     assert ages.answer_to_how_old(normalise("15 why").plain) == ages.AgeStatement(True, 15, "15 why")
     assert ages.answer_to_how_old(normalise("12").plain) is not None
+    assert ages.answer_to_how_old(normalise("fourteen").plain) == ages.AgeStatement(True, 14, "fourteen")
     assert ages.answer_to_how_old(normalise("the 12 bus is late again today").plain) is None
     assert ages.HOW_OLD.search(normalise("u seem young, how old r u").plain)

@@ -54,6 +54,25 @@ def categories(text: str, context: str = "") -> set[str]:
         ("we should hang out irl", "meetup"),
         ("on se voit demain au parc ?", "meetup"),
         ("je peux passer te chercher", "meetup"),
+        # forms found missing by the independent corpora
+        ("what number is your house?", "address"),
+        ("quel code postal ?", "address"),
+        ("want me to come get you after practice?", "meetup"),
+        ("wanna grab a milkshake together?", "meetup"),
+        ("u should come hang at the beach sat", "meetup"),
+        ("i can drive u", "meetup"),
+        ("je peux venir chez toi mercredi ?", "meetup"),
+        ("on pourrait se voir ce weekend", "meetup"),
+        ("envoie-moi ta localisation", "location"),
+        ("ta maison elle est où ?", "location"),
+        ("t'es vers lyon ?", "location"),
+        ("bet ur near the beach", "location"),
+        ("c'est qui ta prof principale ?", "school"),
+        ("c'est quoi le nom de ton prof ?", "school"),
+        ("whats ur school", "school"),
+        ("is ur school the one by the station?", "school"),
+        ("u walk home alone after school?", "school"),
+        ("tu prends quel autobus pour rentrer ?", "school"),
     ],
 )
 def test_requests(text: str, category: str) -> None:
@@ -109,6 +128,9 @@ def test_evasions(text: str, category: str) -> None:
         "which school subject do u like",
         "meet me in vc",
         "send the zip file",
+        "t'es sur quel fuseau horaire ?",
+        "whats ur school like",
+        "i can drive u crazy",
     ],
 )
 def test_not_requests(text: str) -> None:

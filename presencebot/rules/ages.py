@@ -93,7 +93,7 @@ _GRADE_PATTERNS: Final = tuple(
         r"\bin\s+s([1-6])\b",
         r"\b(?:sec|secondaire)\s?([1-5])\b",
         r"(?:^|\b(?:je suis|jsuis|j'suis|chuis|chu|suis|moi|toujours|encore|deja|passe|rentre|vais))\s*en\s+(cp|ce1|ce2|cm1|cm2|6e|6eme|5e|5eme|4e|4eme|3e|3eme"
-        r"|seconde|2nde|premiere|1ere|terminale|sec\s?[1-5]|[1-6]e annee)\b",
+        r"|seconde|2nde|premiere|1ere|terminale|sec\s?[1-5]|[1-6]e annee|sixieme|cinquieme|quatrieme|troisieme)\b",
         r"\b(?:still|i'?m|im|i am)\s+in\s+(?:primary|elementary|middle school|junior high|secondary|high school)\b",
         r"\b(\d)(?:st|nd|rd|th)\s+class\b",
         r"\b(?:middle school|primary school|elementary school|junior high|first year in secondary"
@@ -195,6 +195,12 @@ def _at_age(text: str) -> AgeStatement | None:
     return AgeStatement(minor=True, age=int(match.group(1)), said=match.group(0))
 
 
+_SOMEONE_ELSES: Final = re.compile(
+    r"\b(?:my|his|her|their|our|ur|your|mon|ma|mes|son|sa)\s+(?:\w+\s+)?(?:sister|brother|bro|sis|son|daughter"
+    r"|cousin|kid|kids|friend|mate|nephew|niece|child|children|soeur|frere|fils|fille|cousine?)\b[^.!?]{0,20}$"
+)
+
+
 def _grade(text: str) -> AgeStatement | None:
     if _TEACHER.search(text):
         return None
@@ -207,6 +213,8 @@ def _grade(text: str) -> AgeStatement | None:
             continue
         if pattern is _GRADE_PATTERNS[0] and _QUESTION.search(text):
             continue  # "what year r u in?" asks; it does not tell
+        if _SOMEONE_ELSES.search(text[max(0, match.start() - 40) : match.start()]):
+            continue  # "my little sister is in year 5"
         return AgeStatement(minor=True, age=None, said=match.group(0).strip()[:40])
     return None
 
@@ -342,7 +350,9 @@ def statement(plain: str) -> AgeStatement | None:
     return _grade(plain) or _at_age(plain)
 
 
-_BARE_NUMBER = re.compile(r"^\s*(\d{1,2})(?:\s*(?:ans|yo|y/o|years?|yrs?))?\s*(?:\W+\w+){0,2}\W*$")
+_BARE_NUMBER = re.compile(
+    r"^\s*(\d{1,2}|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|fifteen|sixteen|seventeen|eighteen|nineteen|twenty|dix|onze|douze|treize|quatorze|quinze|seize)(?:\s*(?:ans|yo|y/o|years?|yrs?))?\s*(?:\W+\w+){0,2}\W*$"
+)
 HOW_OLD: Final = re.compile(
     r"\b(?:how old|hw old|age\?|ur age|your age|asl|quel age|t'as quel age|tu as quel age|quel est ton age)\b"
 )
@@ -353,7 +363,8 @@ def answer_to_how_old(plain: str) -> AgeStatement | None:
     match = _BARE_NUMBER.match(plain)
     if match is None:
         return None
-    age = int(match.group(1))
+    word = match.group(1)
+    age = int(word) if word.isdigit() else _WORDS[word]
     if not YOUNGEST <= age <= OLDEST:
         return None
     return AgeStatement(minor=age < ADULT_AGE, age=age, said=plain.strip()[:40])

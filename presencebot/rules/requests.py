@@ -182,6 +182,11 @@ _PREFIXES: Final = frozenset(
         "appa",
         "cycl",
         "bike",
+        "grab",
+        "get",
+        "vers",
+        "qui",
+        "dira",
     }
 )
 
@@ -210,11 +215,17 @@ class Pattern:
     """A strong request is inherently about the real world (a postcode, "irl"): no game veto.
     School questions are never vetoed by games in general, only by magic schools (Wizard101)."""
     follow_up: bool = False
+    contextual: bool = False
+    """Also dropped when the previous messages are about a game ("whats the house number" right
+    after "i built a mansion in bloxburg"); other non-strong patterns only look at their own
+    message, so a real request in a busy gaming room is still seen."""
     """Only a request when it follows an earlier request by the same person to the same target."""
 
 
-def _p(category: str, regex: str, *, strong: bool = False, follow_up: bool = False) -> Pattern:
-    return Pattern(category, re.compile(regex), strong, follow_up)
+def _p(
+    category: str, regex: str, *, strong: bool = False, follow_up: bool = False, contextual: bool = False
+) -> Pattern:
+    return Pattern(category, re.compile(regex), strong, follow_up, contextual)
 
 
 PATTERNS: Final[tuple[Pattern, ...]] = (
@@ -241,6 +252,7 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
         "address",
         rf"\b{WHAT}\s+(?:is\s+)?(?:the\s+)?(?:{STRONG_ADDR}|street|road|block|building|avenue|lane)\b"
         rf"(?!\s+(?:in|on)\s+(?:the\s+)?(?:game|map|server))",
+        contextual=True,
     ),
     _p(
         "address",
@@ -283,8 +295,9 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
         "location",
         rf"\b{WHERE}\s+(?:{BE}\s+)?{YOU}\s+(?:rn|right now|now|atm|at the moment|at\b)"
         r"(?!\s+(?:in|on)\s+(?:the\s+)?(?:game|map|dungeon|lobby|server))",
+        contextual=True,
     ),
-    _p("location", r"\b(?:wya|wru|where ya at|where u at|where you at)\b"),
+    _p("location", r"\b(?:wya|wru|where ya at|where u at|where you at)\b", contextual=True),
     _p(
         "location",
         rf"\b{WHERE}\s+(?:{BE}\s+)?{YOU}\s+(?:from|frm)\b(?!\s+(?:in|on)\s+(?:the\s+)?(?:game|map))",
@@ -360,7 +373,7 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
     ),
     _p(
         "location",
-        r"\b(?:envoie|envoi|donne|partage|active|allume|mets)\s+(?:moi\s+)?(?:ta|ton)\s+"
+        r"\b(?:envoie|envoi|donne|partage|active|allume|mets)(?:[-\s]+moi)?\s+(?:ta|ton)\s+"
         r"(?:localisation|position|loc|snap\s?map|geoloc|gps)\b",
         strong=True,
     ),
@@ -566,6 +579,35 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
         r"\bon\s+(?:pourrait|peut|devrait|va|pourra)\s+se\s+(?:voir|capter|retrouver|rejoindre|rencontrer)\b",
     ),
     _p("meetup", r"\bje\s+t'?\s?(?:emmene|amene|invite)\s+(?:au|a|chez|manger|voir)\b"),
+    # --- added after the third independent corpus -----------------------------------------------
+    _p(
+        "address",
+        rf"\b(?:what|which|wat|wot)\s+(?:number|no|num)\s+is\s+{YOUR}\s+(?:house|flat|door|apartment|apt|home)\b",
+        strong=True,
+    ),
+    _p("address", r"\bquel(?:le)?\s+(?:code\s+postal|adresse|numero de (?:rue|maison))\b", strong=True),
+    _p(
+        "meetup",
+        r"\b(?:grab|get)\s+(?:a\s+|some\s+)?(?:milkshake|coffee|drink|bite|food|pizza|burger|ice ?cream|bubble tea|boba|snack|maccies|mcdonalds|maccas|lunch|dinner|breakfast)s?\b[^.?!]{0,25}\b(?:together|with me|w me|with us)\b",
+    ),
+    _p(
+        "meetup",
+        r"\b(?:want|wanna|u want|do u want|want me)\s+to\s+(?:grab|get)\s+(?:a\s+)?(?:milkshake|coffee|drink|bite|food|pizza|burger|ice ?cream|bubble tea|boba|snack|maccies|mcdonalds|maccas|lunch|dinner)\b",
+    ),
+    _p("meetup", rf"\bcome\s+(?:get|grab|collect|fetch)\s+{YOU}\b", strong=True),
+    _p("meetup", r"\b(?:venir|viens|passer|passe|aller|vais)\s+chez\s+toi\b", strong=True),
+    _p(
+        "school",
+        r"\bc'?\s?est\s+qui\s+(?:ton|ta)\s+(?:prof|professeur|professeure|maitresse|maitre|instit|institutrice|instituteur|enseignant|enseignante)\b",
+    ),
+    _p(
+        "school",
+        r"\b(?:ton|ta)\s+(?:prof|professeur|professeure|maitresse|maitre|instit)\s+(?:principale?|c'?\s?est qui|s'appelle comment)\b",
+    ),
+    _p(
+        "location",
+        r"\b(?:t'?\s?es|tu\s+es|tu\s+habites?|tu\s+vis|tu\s+restes)\s+(?:vers|dans le coin de|du cote de)\s+[a-z]",
+    ),
 )
 
 # Virtual places: a match on a non-strong pattern is dropped when these are around and "irl" is not.
@@ -609,7 +651,7 @@ SECRECY: Final = re.compile(
     r"\b(?:don'?t|dont|do not)\s+tell\s+(?:ur|your|ya|anyone|any1|nobody)\b|\bkeep\s+(?:it|this)\s+(?:a\s+)?"
     r"secret\b|\bbetween\s+(?:us|u and me|you and me)\b|\bour (?:little )?secret\b|\bdelete\s+(?:this|the|our)\s+"
     r"(?:chat|messages?|convo)\b|\b(?:dm|pm|inbox|message|msg|snap|text|whatsapp)\s+me\b|\badd me on\b"
-    r"|\bprivately\b|\ben\s+(?:prive|pv|mp)\b|\bgarde\s+(?:le|ca)\s+(?:secret|pour toi)\b"
+    r"|\bno\s?one\s+(?:has|needs)\s+to\s+know\b|\bprivately\b|\ben\s+(?:prive|pv|mp)\b|\bgarde\s+(?:le|ca)\s+(?:secret|pour toi)\b"
     r"|\bdis\s+rien\s+a\s+(?:tes|ta|ton)\b|\bviens en (?:pv|mp|prive)\b"
 )
 
@@ -667,7 +709,6 @@ def find(text: Normalised, *, context: str = "", previous: str = "") -> list[Req
     if school is not None:
         found.append(Request("school", False, False, school))
     forms = (text.plain,) if text.leet is text.plain or text.leet == text.plain else (text.plain, text.leet)
-    virtual: bool | None = None
     for pattern in PATTERNS:
         for form in forms:
             match = pattern.regex.search(form)
@@ -679,9 +720,9 @@ def find(text: Normalised, *, context: str = "", previous: str = "") -> list[Req
                 if MAGIC_SCHOOL.search(form) or MAGIC_SCHOOL.search(previous):
                     break
             elif not pattern.strong:
-                if virtual is None:
-                    virtual = bool(VIRTUAL.search(form) or VIRTUAL.search(previous)) and not IRL.search(form)
-                if virtual:
+                if IRL.search(form):
+                    pass
+                elif VIRTUAL.search(form) or (pattern.contextual and VIRTUAL.search(previous)):
                     break
             found.append(Request(pattern.category, pattern.strong, pattern.follow_up, match.group(0)[:60]))
             break
