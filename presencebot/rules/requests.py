@@ -229,7 +229,7 @@ def _p(
 
 
 PATTERNS: Final[tuple[Pattern, ...]] = (
-    # --- address -------------------------------------------------------------------------------
+    # --- address ---------------------------------------------------------------------------------
     _p(
         "address",
         rf"\b{YOUR}\s+(?:home\s+|full\s+|real\s+|house\s+|actual\s+|exact\s+|irl\s+|new\s+|current\s+|proper\s+|postal\s+)?"
@@ -273,10 +273,15 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
     ),
     _p(
         "address",
+        rf"\b(?:what|which|wat|wot)\s+(?:number|no|num)\s+is\s+{YOUR}\s+(?:house|flat|door|apartment|apt|home)\b",
+        strong=True,
+    ),
+    # French
+    _p(
+        "address",
         r"\b(?:juste|seulement|et)\s+(?:le|ton|ta)\s+(?:numero|rue|code postal|adresse)\b",
         follow_up=True,
     ),
-    # French
     _p(
         "address",
         r"\b(?:ton|ta|votre|t)\s+(?:adresse|adress|adresse postale|adr|addresse|code postal"
@@ -284,7 +289,13 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
         strong=True,
     ),
     _p("address", r"\b(?:quelle|kelle|quel)\s+rue\b", strong=True),
-    # --- location ------------------------------------------------------------------------------
+    _p(
+        "address",
+        r"\b(?:street|road|rue)\s+(?:n|and|&|et)\s+(?:house|door|flat)?\s*(?:number|no|num|numero)\b",
+        strong=True,
+    ),
+    _p("address", r"\bquel(?:le)?\s+(?:code\s+postal|adresse|numero de (?:rue|maison))\b", strong=True),
+    # --- location --------------------------------------------------------------------------------
     _p(
         "location",
         rf"\b{WHERE}\s+(?:{DO}\s+|{BE}\s+)?{YOU}\s+(?:{LIVE}|stay|staying|located|reside)\b",
@@ -338,17 +349,36 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
         "location",
         r"^(?:ur\s+|your\s+)?(?:location|loc|live location|pin)\s*(?:pls|plz|please|\?|now)+[\s?!.]*$",
     ),
+    _p(
+        "location",
+        r"\btu\s+(?:vis|demeures|reste|restes)\s+où\b|\btu\s+(?:vis|demeures|restes)\s+ou\s*(?:[?!.]|$"
+        r"|exactement|ca|ça|stp|svp|maintenant|la)",
+        strong=True,
+    ),
+    _p(
+        "location",
+        r"\bt'?\s?es\s+o[uù]\b(?!\s+(?:sur|dans)\s+(?:la\s+|le\s+)?(?:map|game|partie|jeu|serveur|carte))",
+    ),
+    _p(
+        "location",
+        r"\b(?:which|what|wat|wot)\s+(?:part|bit|side|end)\b(?!\s+of\s+the\s+(?:game|map|song|book|speech"
+        r"|address|test|question|level|film|movie|show))",
+        follow_up=True,
+    ),
+    _p(
+        "location",
+        r"\b(?:which|what|wat|wot)\s+part\s+of\s+(?!the\s+(?:game|map|song|book|speech|address|test|question"
+        r"|level|film|movie|show|day|year)\b)(?!(?:it|that|this|the)\b)[a-z]+",
+    ),
+    _p(
+        "location",
+        rf"\b(?:{YOU}'?re|youre|ur|u r|bet\s+{YOUR})\s+(?:near|close to|next to|by)\s+(?!me\b|here\b)[a-z]",
+    ),
     # French
     _p(
         "location",
         r"\b(?:t'?\s?|tu\s+)habites?\s+(?:ou|où)\b|\bo[uù]\s+(?:est-ce que\s+|est ce que\s+|ce que\s+)?"
         r"(?:tu\s+|t'?\s?)(?:habites?|vis|restes|demeures)\b",
-        strong=True,
-    ),
-    _p(
-        "location",
-        r"\btu\s+(?:vis|demeures|reste|restes)\s+où\b|\btu\s+(?:vis|demeures|restes)\s+ou\s*(?:[?!.]|$"
-        r"|exactement|ca|ça|stp|svp|maintenant|la)",
         strong=True,
     ),
     _p(
@@ -369,15 +399,25 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
     ),
     _p(
         "location",
-        r"\bt'?\s?es\s+o[uù]\b(?!\s+(?:sur|dans)\s+(?:la\s+|le\s+)?(?:map|game|partie|jeu|serveur|carte))",
-    ),
-    _p(
-        "location",
         r"\b(?:envoie|envoi|donne|partage|active|allume|mets)(?:[-\s]+moi)?\s+(?:ta|ton)\s+"
         r"(?:localisation|position|loc|snap\s?map|geoloc|gps)\b",
         strong=True,
     ),
-    # --- school --------------------------------------------------------------------------------
+    _p(
+        "location",
+        r"\b(?:t'?\s?es|tu\s+es|tu\s+habites?|tu\s+vis|tu\s+restes)\s+(?:proche|pres|pas loin|a cote|loin)\s+"
+        r"(?:de|d')",
+    ),
+    _p(
+        "location",
+        r"\b(?:ta\s+maison|chez\s+toi|ton\s+appart|ta\s+rue)\s+(?:elle\s+|il\s+|c'?\s?)?(?:est\s+)?o[uù]\b|\b(?:elle\s+est|c'?est)\s+o[uù]\s+(?:ta\s+maison|chez\s+toi|ton\s+appart)\b",
+        strong=True,
+    ),
+    _p(
+        "location",
+        r"\b(?:t'?\s?es|tu\s+es|tu\s+habites?|tu\s+vis|tu\s+restes)\s+(?:vers|dans le coin de|du cote de)\s+[a-z]",
+    ),
+    # --- school ----------------------------------------------------------------------------------
     _p(
         "school",
         rf"\b{WHAT}\s+(?:school|skool|skl|skul|schol|skewl|primary|secondary|high\s?school|middle school|college"
@@ -428,6 +468,19 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
         r"\b(?:just|only|and|what about)\s+(?:the|ur|your)\s+(?:name of the school|school name|school)\b",
         follow_up=True,
     ),
+    _p(
+        "school",
+        rf"\b(?:what'?s|whats|wats|wots|wuts)\s+{YOUR}\s+(?:school|skool|primary|academy|college|high school)\b(?!\s+like)",
+    ),
+    _p(
+        "school",
+        rf"\b(?:is|r|are)\s+{YOUR}\s+(?:school|skool|primary|academy|college)\s+(?:the|near|by|on|in|at|called|next)\b",
+    ),
+    _p("school", rf"\b{YOU}\s+go\s+to\s+the\s+one\s+(?:on|by|near|in|at|next)\b"),
+    _p(
+        "school",
+        rf"\b{YOU}\s+(?:walk|go|get|come|cycle|bike)\s+home\s+(?:alone|by\s+(?:urself|yourself|ya self)|on\s+{YOUR}\s+own)",
+    ),
     # French
     _p(
         "school",
@@ -443,7 +496,40 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
         "school",
         r"\b(?:ton|ta)\s+(?:ecole|college|lycee|poly|polyvalente|bahut)\s+(?:c'?est|cest|s'appelle|elle s'appelle)",
     ),
-    # --- meetup --------------------------------------------------------------------------------
+    _p(
+        "school",
+        r"\b(?:c'?\s?est\s+quoi|c\s+quoi|c\s+koi|cest\s+quoi|quel\s+est|quelle\s+est|c'?est\s+lequel"
+        r"|c'?est\s+laquelle)\s+(?:ton|ta)\s+(?:ecole|college|lycee|bahut|poly|polyvalente|primaire"
+        r"|etablissement|classe|prof)\b",
+    ),
+    _p(
+        "school",
+        r"\b(?:finis|sors|termines|quittes)\b[^.?!]{0,25}\b(?:ecole|college|lycee|cours|classe)\b[^.?!]{0,15}"
+        r"\bquelle\s+heure\b",
+    ),
+    _p(
+        "school",
+        r"\bquel(?:le)?\s+(?:bus|autobus|car|tram|metro|train)\b[^.?!]{0,30}\b(?:rentrer|maison|chez toi|ecole"
+        r"|college|lycee)\b",
+        strong=True,
+    ),
+    _p(
+        "school",
+        r"\bnom\s+de\s+(?:ton|ta)\s+(?:prof|professeur|professeure|enseignant|enseignante|ecole|college|lycee|poly|polyvalente|maitresse|maitre)\b",
+    ),
+    _p(
+        "school",
+        r"\b(?:t'?\s?es|tu\s+es|t'?es-tu|es-tu|tu\s+vas|vas-tu)\b[^.?!]{0,20}\b(?:a\s+la|au|a\s+l')\s*(?:polyvalente|poly|ecole|college|lycee|primaire|ecole secondaire)\b",
+    ),
+    _p(
+        "school",
+        r"\bc'?\s?est\s+qui\s+(?:ton|ta)\s+(?:prof|professeur|professeure|maitresse|maitre|instit|institutrice|instituteur|enseignant|enseignante)\b",
+    ),
+    _p(
+        "school",
+        r"\b(?:ton|ta)\s+(?:prof|professeur|professeure|maitresse|maitre|instit)\s+(?:principale?|c'?\s?est qui|s'appelle comment)\b",
+    ),
+    # --- meetup ----------------------------------------------------------------------------------
     _p(
         "meetup",
         r"\b(?:meet|meat|meett)\s+(?:up|me|u|you|ya|irl|in person|in real life|somewhere|at|after|before"
@@ -473,7 +559,6 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
     _p("meetup", rf"\b(?:wait|be waiting)\s+(?:for\s+{YOU}\s+)?outside\s+{YOUR}\b", strong=True),
     _p("meetup", rf"\b(?:walk|drive|take)\s+{YOU}\s+home\b|\bgive\s+{YOU}\s+a\s+lift\b", strong=True),
     _p("meetup", r"\bsneak\s+out\b", strong=True),
-    # French
     _p(
         "meetup",
         r"\bon\s+se\s+(?:voit|capte|retrouve|rejoint|rencontre|capt|rejoins|donne rdv)\b"
@@ -481,89 +566,8 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
     ),
     _p(
         "meetup",
-        r"\b(?:venir|viens|viendrai|passer|passe|passerai|vais)\s+te\s+(?:chercher|prendre|voir|recuperer|raccompagner)\b"
-        r"|\bje\s+te\s+(?:ramene|raccompagne|recupere)\b",
-        strong=True,
-    ),
-    _p(
-        "meetup",
-        r"\b(?:viens|venez)\s+chez\s+(?:moi|nous)\b|\brejoins[- ]moi\b|\bon\s+se\s+voit\s+irl\b",
-        strong=True,
-    ),
-    # --- added after the independent probe corpus -----------------------------------------------
-    _p(
-        "location",
-        r"\b(?:which|what|wat|wot)\s+(?:part|bit|side|end)\b(?!\s+of\s+the\s+(?:game|map|song|book|speech"
-        r"|address|test|question|level|film|movie|show))",
-        follow_up=True,
-    ),
-    _p(
-        "location",
-        r"\b(?:which|what|wat|wot)\s+part\s+of\s+(?!the\s+(?:game|map|song|book|speech|address|test|question"
-        r"|level|film|movie|show|day|year)\b)(?!(?:it|that|this|the)\b)[a-z]+",
-    ),
-    _p(
-        "meetup",
         r"\bcatch\s*up\s+(?:this\s+(?:arvo|afternoon|morning|evening|weekend|week)|at|tomorrow|tonight|after"
         r"|irl|in person|sometime|somewhere|on (?:the )?(?:weekend|saturday|sunday))\b",
-    ),
-    _p(
-        "school",
-        r"\b(?:c'?\s?est\s+quoi|c\s+quoi|c\s+koi|cest\s+quoi|quel\s+est|quelle\s+est|c'?est\s+lequel"
-        r"|c'?est\s+laquelle)\s+(?:ton|ta)\s+(?:ecole|college|lycee|bahut|poly|polyvalente|primaire"
-        r"|etablissement|classe|prof)\b",
-    ),
-    _p(
-        "school",
-        r"\b(?:finis|sors|termines|quittes)\b[^.?!]{0,25}\b(?:ecole|college|lycee|cours|classe)\b[^.?!]{0,15}"
-        r"\bquelle\s+heure\b",
-    ),
-    _p(
-        "school",
-        r"\bquel(?:le)?\s+(?:bus|autobus|car|tram|metro|train)\b[^.?!]{0,30}\b(?:rentrer|maison|chez toi|ecole"
-        r"|college|lycee)\b",
-        strong=True,
-    ),
-    _p(
-        "location",
-        r"\b(?:t'?\s?es|tu\s+es|tu\s+habites?|tu\s+vis|tu\s+restes)\s+(?:proche|pres|pas loin|a cote|loin)\s+"
-        r"(?:de|d')",
-    ),
-    # --- added after the second independent corpus ----------------------------------------------
-    _p(
-        "school",
-        rf"\b(?:what'?s|whats|wats|wots|wuts)\s+{YOUR}\s+(?:school|skool|primary|academy|college|high school)\b(?!\s+like)",
-    ),
-    _p(
-        "school",
-        rf"\b(?:is|r|are)\s+{YOUR}\s+(?:school|skool|primary|academy|college)\s+(?:the|near|by|on|in|at|called|next)\b",
-    ),
-    _p("school", rf"\b{YOU}\s+go\s+to\s+the\s+one\s+(?:on|by|near|in|at|next)\b"),
-    _p(
-        "school",
-        rf"\b{YOU}\s+(?:walk|go|get|come|cycle|bike)\s+home\s+(?:alone|by\s+(?:urself|yourself|ya self)|on\s+{YOUR}\s+own)",
-    ),
-    _p(
-        "school",
-        r"\bnom\s+de\s+(?:ton|ta)\s+(?:prof|professeur|professeure|enseignant|enseignante|ecole|college|lycee|poly|polyvalente|maitresse|maitre)\b",
-    ),
-    _p(
-        "school",
-        r"\b(?:t'?\s?es|tu\s+es|t'?es-tu|es-tu|tu\s+vas|vas-tu)\b[^.?!]{0,20}\b(?:a\s+la|au|a\s+l')\s*(?:polyvalente|poly|ecole|college|lycee|primaire|ecole secondaire)\b",
-    ),
-    _p(
-        "address",
-        r"\b(?:street|road|rue)\s+(?:n|and|&|et)\s+(?:house|door|flat)?\s*(?:number|no|num|numero)\b",
-        strong=True,
-    ),
-    _p(
-        "location",
-        rf"\b(?:{YOU}'?re|youre|ur|u r|bet\s+{YOUR})\s+(?:near|close to|next to|by)\s+(?!me\b|here\b)[a-z]",
-    ),
-    _p(
-        "location",
-        r"\b(?:ta\s+maison|chez\s+toi|ton\s+appart|ta\s+rue)\s+(?:elle\s+|il\s+|c'?\s?)?(?:est\s+)?o[uù]\b|\b(?:elle\s+est|c'?est)\s+o[uù]\s+(?:ta\s+maison|chez\s+toi|ton\s+appart)\b",
-        strong=True,
     ),
     _p("meetup", r"\b(?:come|cum)\s+(?:hang|chill|hang out|kick it|see me|meet me|visit)\b"),
     _p(
@@ -576,18 +580,6 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
     ),
     _p(
         "meetup",
-        r"\bon\s+(?:pourrait|peut|devrait|va|pourra)\s+se\s+(?:voir|capter|retrouver|rejoindre|rencontrer)\b",
-    ),
-    _p("meetup", r"\bje\s+t'?\s?(?:emmene|amene|invite)\s+(?:au|a|chez|manger|voir)\b"),
-    # --- added after the third independent corpus -----------------------------------------------
-    _p(
-        "address",
-        rf"\b(?:what|which|wat|wot)\s+(?:number|no|num)\s+is\s+{YOUR}\s+(?:house|flat|door|apartment|apt|home)\b",
-        strong=True,
-    ),
-    _p("address", r"\bquel(?:le)?\s+(?:code\s+postal|adresse|numero de (?:rue|maison))\b", strong=True),
-    _p(
-        "meetup",
         r"\b(?:grab|get)\s+(?:a\s+|some\s+)?(?:milkshake|coffee|drink|bite|food|pizza|burger|ice ?cream|bubble tea|boba|snack|maccies|mcdonalds|maccas|lunch|dinner|breakfast)s?\b[^.?!]{0,25}\b(?:together|with me|w me|with us)\b",
     ),
     _p(
@@ -595,19 +587,24 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
         r"\b(?:want|wanna|u want|do u want|want me)\s+to\s+(?:grab|get)\s+(?:a\s+)?(?:milkshake|coffee|drink|bite|food|pizza|burger|ice ?cream|bubble tea|boba|snack|maccies|mcdonalds|maccas|lunch|dinner)\b",
     ),
     _p("meetup", rf"\bcome\s+(?:get|grab|collect|fetch)\s+{YOU}\b", strong=True),
+    # French
+    _p(
+        "meetup",
+        r"\b(?:venir|viens|viendrai|passer|passe|passerai|vais)\s+te\s+(?:chercher|prendre|voir|recuperer|raccompagner)\b"
+        r"|\bje\s+te\s+(?:ramene|raccompagne|recupere)\b",
+        strong=True,
+    ),
+    _p(
+        "meetup",
+        r"\b(?:viens|venez)\s+chez\s+(?:moi|nous)\b|\brejoins[- ]moi\b|\bon\s+se\s+voit\s+irl\b",
+        strong=True,
+    ),
+    _p(
+        "meetup",
+        r"\bon\s+(?:pourrait|peut|devrait|va|pourra)\s+se\s+(?:voir|capter|retrouver|rejoindre|rencontrer)\b",
+    ),
+    _p("meetup", r"\bje\s+t'?\s?(?:emmene|amene|invite)\s+(?:au|a|chez|manger|voir)\b"),
     _p("meetup", r"\b(?:venir|viens|passer|passe|aller|vais)\s+chez\s+toi\b", strong=True),
-    _p(
-        "school",
-        r"\bc'?\s?est\s+qui\s+(?:ton|ta)\s+(?:prof|professeur|professeure|maitresse|maitre|instit|institutrice|instituteur|enseignant|enseignante)\b",
-    ),
-    _p(
-        "school",
-        r"\b(?:ton|ta)\s+(?:prof|professeur|professeure|maitresse|maitre|instit)\s+(?:principale?|c'?\s?est qui|s'appelle comment)\b",
-    ),
-    _p(
-        "location",
-        r"\b(?:t'?\s?es|tu\s+es|tu\s+habites?|tu\s+vis|tu\s+restes)\s+(?:vers|dans le coin de|du cote de)\s+[a-z]",
-    ),
 )
 
 # Virtual places: a match on a non-strong pattern is dropped when these are around and "irl" is not.
