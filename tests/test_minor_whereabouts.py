@@ -224,7 +224,7 @@ def test_severity_rises_with_address_adult_and_secrecy() -> None:
 def test_explanation_reads_in_two_seconds() -> None:
     (flag,) = chat("[+0] lily: im 12\n[+180] mark: lily what school do u go to").on(1)
     assert flag.explanation.startswith(
-        "lily stated age 12 at 12:00 ('im 12'); mark asked lily for their school at 12:03"
+        "lily stated age 12 at 12:00 ('im 12'); mark asked lily about their school at 12:03"
     )
     assert "by mention" in flag.explanation
 

@@ -50,11 +50,11 @@ SEVERITY: Final = {
     "location": Severity.MEDIUM,
 }
 PRIORITY: Final = ("address", "meetup", "school", "location")
-WHAT: Final = {
-    "address": "home address",
-    "location": "location (where they live)",
-    "school": "school",
-    "meetup": "a meet-up",
+ASKED: Final = {
+    "address": "for their home address",
+    "location": "where they live",
+    "school": "about their school",
+    "meetup": "to meet up",
 }
 
 # Nick fragments that are ordinary words: never taken as addressing someone on their own.
@@ -427,7 +427,7 @@ def minor_whereabouts(message: Message, room: RoomView) -> Iterator[Flag | Obser
         target=target,
         severity=_severity(request.category, adult_requester, secret),
         explanation=(
-            f"{why}; {message.author.nick} asked {target.nick} for their {WHAT[request.category]} "
+            f"{why}; {message.author.nick} asked {target.nick} {ASKED[request.category]} "
             f"at {message.at:%H:%M}, {how} ('{request.said}')"
             + ("; asked for secrecy or private messages" if secret else "")
             + ("; the requester stated an adult age" if adult_requester else "")
