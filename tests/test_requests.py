@@ -41,6 +41,9 @@ def categories(text: str, context: str = "") -> set[str]:
         ("envoie moi ta position", "location"),
         # school
         ("what school do u go to", "school"),
+        ("what skool u go to", "school"),
+        ("what ends u from", "location"),
+        ("wats ur addie", "address"),
         ("which secondary are you at", "school"),
         ("whos ur form tutor", "school"),
         ("what time do u finish school", "school"),

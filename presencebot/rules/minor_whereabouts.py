@@ -344,6 +344,7 @@ def minor_whereabouts(message: Message, room: RoomView) -> Iterator[Flag | Obser
             "age",
             statement,
             source=f"{message.author.nick} stated {what} at {message.at:%H:%M} ('{statement.said}')",
+            confidence=1.0 if statement.age is not None else 0.9,
             ttl_seconds=AGE_TTL_SECONDS,
         )
     fragments = _fragments(message, room)
