@@ -54,6 +54,7 @@ _OTHER_PERSON = re.compile(
 )
 _PAST = re.compile(
     r"\b(?:was|were|used to be|when i was|back when|avais|j'avais|quand j'avais|had)\s*[^.!?]{0,6}$"
+    r"|\b(?:depuis|pendant|il y a|ca fait|for|since|over|about|the last|the past|in)\s*$"
 )
 
 _AGE_PATTERNS: Final = tuple(
@@ -78,6 +79,8 @@ _AGE_PATTERNS: Final = tuple(
         # comma-delimited: "just finished my masters, 24" / "im yaz, 26, i help" / "moi 31"
         r"(?:^|,)\s*(\d{2})\s*(?:,|!|$)",
         r"\bmoi,?\s+(\d{2})(?:\s*ans)?\s*$",
+        # age 12, age: 13
+        r"\bage\s*[:=]?\s*(\d{1,2})\b" + _NOT_AGE_AFTER,
         # j'ai 12 ans
         r"\bj'?\s?ai\s+(\d{1,2})\s*ans\b",
     )
@@ -90,11 +93,17 @@ _GRADE_PATTERNS: Final = tuple(
         r"\b(?:year|yr|y)\s?(\d{1,2})\b(?!s\b|\s*(?:olds?|old|kids|students|pupils|class(?:es)?\b(?!\s+(?:is|was))))",
         r"\b(?:grade|gr)\s?(\d{1,2})\b(?!s\b)",
         r"\b(\d{1,2})(?:st|nd|rd|th)\s+grader?\b",
-        r"\bin\s+s([1-6])\b",
+        r"(?:^|\bin\s+)s([1-6])\b",
+        r"(?:^|\bin\s+)p([1-7])\b",
+        r"\b(?:freshman|sophomore|junior|senior)\s+(?:in|at)\s+high\s*school\b",
+        r"\b(?:just\s+)?(?:started|starting|start)\s+(?:high school|middle school|secondary|primary|year \d+|grade \d+|yr\s?\d+)\b",
+        r"\b(?:doing|sitting|taking|revising for)\s+(?:my\s+)?(?:gcses?|sats|junior cert|leaving cert|highers|nationals|a ?levels|naplan|brevet|bac)\b",
+        r"\b(?:1st|2nd|3rd|4th|5th|6th|first|second|third|fourth|fifth|sixth)\s+year\s+(?:in|of|at)\s+secondary\b",
         r"\b(?:sec|secondaire)\s?([1-5])\b",
         r"(?:^|\b(?:je suis|jsuis|j'suis|chuis|chu|suis|moi|toujours|encore|deja|passe|rentre|vais))\s*en\s+(cp|ce1|ce2|cm1|cm2|6e|6eme|5e|5eme|4e|4eme|3e|3eme"
         r"|seconde|2nde|premiere|1ere|terminale|sec\s?[1-5]|[1-6]e annee|sixieme|cinquieme|quatrieme|troisieme)\b",
         r"\b(?:still|i'?m|im|i am)\s+in\s+(?:primary|elementary|middle school|junior high|secondary|high school)\b",
+        r"(?:^|\b(?:je suis|jsuis|chu|chuis|suis|moi|toujours|encore))\s*(?:au|a la)\s+(?:college|primaire|ecole primaire|polyvalente|poly)\b",
         r"\b(\d)(?:st|nd|rd|th)\s+class\b",
         r"\b(?:middle school|primary school|elementary school|junior high|first year in secondary"
         r"|year \d+ (?:is|was|maths|science|bio|homework)|secondary school)\b",
@@ -110,7 +119,7 @@ _AT_AGE = re.compile(
 )
 _SCHOOL_LIFE = re.compile(r"\b(?:school|class|homework|exams?|mocks|teacher|lessons?|gcses?|sats)\b")
 _TEACHER = re.compile(
-    r"\b(?:i teach|i'?m a teacher|im a teacher|as a teacher|i'?m a tutor|teaching|prof de|professeur de|enseignant"
+    r"\b(?:i teach|i'?m a teacher|im a teacher|as a teacher|i'?m a tutor|teaching|(?:je suis|jsuis|chu|chuis|suis|comme)\s+(?:prof|professeur|enseignant|enseignante)|enseignant"
     r"|j'?enseigne|my (?:year|grade) \d+s|mes (?:eleves|\d+e)|my (?:students|pupils|kids|son|daughter|children)"
     r"|(?:his|her|their|my (?:son|daughter|kid|brother|sister)(?:'s)?) (?:year|grade|class))\b"
 )
@@ -324,6 +333,40 @@ _AGE_WORDS: Final = frozenset(
         "quatorze",
         "quinze",
         "seize",
+        "au",
+        "college",
+        "primaire",
+        "poly",
+        "polyvalente",
+        "age",
+        "freshman",
+        "sophomore",
+        "gcses",
+        "gcse",
+        "intermediate",
+        "p7",
+        "y7",
+        "y8",
+        "y9",
+        "y10",
+        "p1",
+        "p2",
+        "p3",
+        "p4",
+        "p5",
+        "p6",
+        "started",
+        "starting",
+        "start",
+        "doing",
+        "sitting",
+        "taking",
+        "first",
+        "junior",
+        "senior",
+        "highers",
+        "sats",
+        "brevet",
     ]
 )
 

@@ -30,7 +30,7 @@ YOU = r"(?:u|you|ya|yu|yall|y'all|ye|yah|ru)"  # "ru": "r u" written in spaced l
 YOUR = r"(?:ur|your|yur|yor|yr|ya|you'?re|youre|yer|urr)"
 BE = r"(?:r|are|ar|re|'re|is)"
 DO = r"(?:do|d|does|did|du)"
-WHAT = r"(?:what|wat|wot|wut|wht|whats|what'?s|wats|wots|whts|which|wich|whch|wich)"
+WHAT = r"(?:what|wat|wot|wut|wht|whit|whats|what'?s|wats|wots|whts|which|wich|whch|wich)"
 WHERE = r"(?:w+h*e+r+e*|whr|wea|whre|wh+e+r+e*abouts|where abouts)"
 ADDR = r"(?:address|adress|addres|adres|addy|addie|addr|adr|addresse|addrss|deets)"
 STRONG_ADDR = (
@@ -187,6 +187,19 @@ _PREFIXES: Final = frozenset(
         "vers",
         "qui",
         "dira",
+        "att",
+        "ta",
+        "t",
+        "d'o",
+        "chil",
+        "link",
+        "fanc",
+        "take",
+        "swin",
+        "pop",
+        "kick",
+        "toge",
+        "whit",
     }
 )
 
@@ -377,7 +390,7 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
     # French
     _p(
         "location",
-        r"\b(?:t'?\s?|tu\s+)habites?\s+(?:ou|où)\b|\bo[uù]\s+(?:est-ce que\s+|est ce que\s+|ce que\s+)?"
+        r"\b(?:t'?\s?|tu\s+)habites?\s*(?:ou|où)\b|\bo[uù]\s+(?:est-ce que\s+|est ce que\s+|ce que\s+)?"
         r"(?:tu\s+|t'?\s?)(?:habites?|vis|restes|demeures)\b",
         strong=True,
     ),
@@ -405,7 +418,7 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
     ),
     _p(
         "location",
-        r"\b(?:t'?\s?es|tu\s+es|tu\s+habites?|tu\s+vis|tu\s+restes)\s+(?:proche|pres|pas loin|a cote|loin)\s+"
+        r"\b(?:t'?\s?es(?:-tu)?|tu\s+es|tu\s+habites?|tu\s+vis|tu\s+restes)\s+(?:proche|pres|pas loin|a cote|loin)\s+"
         r"(?:de|d')",
     ),
     _p(
@@ -415,7 +428,7 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
     ),
     _p(
         "location",
-        r"\b(?:t'?\s?es|tu\s+es|tu\s+habites?|tu\s+vis|tu\s+restes)\s+(?:vers|dans le coin de|du cote de)\s+[a-z]",
+        r"\b(?:t'?\s?es(?:-tu)?|tu\s+es|tu\s+habites?|tu\s+vis|tu\s+restes)\s+(?:vers|dans le coin de|du cote de)\s+[a-z]",
     ),
     # --- school ----------------------------------------------------------------------------------
     _p(
@@ -605,6 +618,55 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
     ),
     _p("meetup", r"\bje\s+t'?\s?(?:emmene|amene|invite)\s+(?:au|a|chez|manger|voir)\b"),
     _p("meetup", r"\b(?:venir|viens|passer|passe|aller|vais)\s+chez\s+toi\b", strong=True),
+    _p(
+        "location",
+        r"\btu\s+(?:vis|demeures|restes)\s+ou\s+toi\b|\bt'?\s?(?:es\s+)?o[uù]\s+(?:exactement|exact|la|toi)\b",
+        strong=True,
+    ),
+    _p(
+        "location",
+        r"\bt'?\s?(?:es\s+)?d'?\s?o[uù]\b(?!\s+(?:sur|dans)\s+(?:la\s+|le\s+)?(?:map|game|jeu|serveur))",
+    ),
+    _p(
+        "location",
+        r"\b(?:tu|t'|t|toi)\b[^.!]{0,30}\b(?:quelle|quel|kelle|kel)\s+(?:ville|coin|quartier|village|banlieue|secteur|bled)\b",
+    ),
+    _p(
+        "location",
+        r"\b(?:c'?\s?est\s+quoi|c\s+koi|c\s+quoi|cest\s+quoi|quelle\s+est|quel\s+est)\s+(?:ta|ton)\s+(?:ville|quartier|village|coin|secteur|bled)\b",
+        strong=True,
+    ),
+    _p(
+        "address",
+        r"\b(?:c'?\s?est\s+quoi|c\s+koi|c\s+quoi|cest\s+quoi|quelle\s+est|quel\s+est)\s+(?:ta|ton)\s+(?:rue|numero)\b",
+        strong=True,
+    ),
+    _p(
+        "meetup",
+        r"\bje\s+t'?\s?attend(?:s|rai)?\s+(?:devant|a la sortie|a cote|pres|apres|au|a l')",
+        strong=True,
+    ),
+    _p("location", r"\bwhere\s?abouts\s+(?:r|are|do|d)\s+(?:u|you|ya|ye)\b"),
+    _p(
+        "location",
+        rf"\b(?:closest|nearest)\s+(?:train\s+|tube\s+|bus\s+|subway\s+|metro\s+|tram\s+)?(?:station|stop)\s+(?:to|near|for)\s+(?:{YOU}|{YOUR}\s+(?:house|place|home))\b",
+        strong=True,
+    ),
+    _p(
+        "location",
+        rf"\b{WHAT}\s+(?:suburb|town|city|estate|neighbou?rhood|village|hood|ends|part of town)\b(?!\s+(?:hall|is|was|are|were)\b)[^.!]{{0,20}}(?:\?|\btho\b|\bthough\b)",
+    ),
+    _p(
+        "meetup",
+        r"\b(?:meet(?:ing)?|meat|hang(?:ing)?(?:\s*out)?|chill(?:ing)?|link(?:ing)?(?:\s*up)?|catch(?:ing)?\s*up|kick it|get together|see each other)\s+(?:up\s+)?(?:irl|in person|in real life|sometime|some time|one day|this (?:weekend|week|arvo|afternoon|evening|saturday|sunday|friday)|on (?:the )?(?:weekend|saturday|sunday|friday)|tomorrow|tonight|after school|after (?:ur|your) \w+|saturday|sunday|friday|at (?:mine|my|the|ur|your|[a-z]+'s))\b",
+    ),
+    _p("meetup", r"\bfancy\s+(?:meeting|a meet|hanging|catching up|a walk|a coffee|a milkshake)\b"),
+    _p("meetup", rf"\b(?:i|we)\s+(?:could|can|will|'ll|ll|would)\s+take\s+{YOU}\s+(?:to|out)\b", strong=True),
+    _p(
+        "meetup",
+        rf"\b(?:come|pop|swing)\s+(?:to|round|over to|by)\s+(?:yours|{YOUR}\s+(?:place|house|home|flat))\b",
+        strong=True,
+    ),
 )
 
 # Virtual places: a match on a non-strong pattern is dropped when these are around and "irl" is not.
@@ -631,6 +693,7 @@ ABOUT_REQUESTS: Final = re.compile(
     r"|\b(?:someone|somebody|some1|a man|some man|some guy|a guy|a stranger|this guy|this man|he|she|they|people"
     r"|everyone|some(?:one|body) online)\s+(?:keeps?\s+)?(?:asked|asks|asking|wanted to know|wants to know)\b"
     r"|\basked me\b|\bshould (?:u|you) do if\b|\breminder\b|\brappel\b|\bquiz\b"
+    r"|\bbe careful\b|\bcareful (?:sharing|giving|posting|telling|who)\b|\bsharing (?:where|ur|your)\b"
     r"|\bne\s+(?:donnez|donne|dis|dites|partagez|partage)\s+jamais\b|\b(?:donnez|donne|dis|dites)\s+jamais\b"
     r"|\bjamais\s+(?:votre|ton|ta)\b|\b(?:il|elle|quelqu'un|qqn)\s+(?:voulait|veut|m'a demande)\b"
     r"|\bsavoir\s+o[uù]\s+j'?\s?habite\b|\bmy (?:mum|mom|dad|parents) (?:says|said)\b|\btell (?:a|an) "
@@ -684,8 +747,9 @@ class Request:
 
 # "ur house number in bloxburg": a qualifier right after the match puts it in a game.
 IN_GAME: Final = re.compile(
-    r"[^.?!]{0,20}\b(?:in|on|at)\s+(?:the\s+)?(?:game|bloxburg|adopt me|roblox|minecraft|fortnite|animal crossing"
-    r"|server|realm|map|sims|island|world|brookhaven|gta)\b"
+    r"[^.?!]{0,20}\b(?:(?:in|on|at)\s+(?:the\s+)?(?:game|bloxburg|adopt me|roblox|minecraft|fortnite|animal crossing"
+    r"|server|realm|map|sims|island|world|brookhaven|gta)|(?:sur|dans)\s+(?:la\s+|le\s+|ton\s+|mon\s+|l')?"
+    r"(?:map|jeu|game|serveur|minecraft|fortnite|roblox|animal crossing|ile|partie))\b"
 )
 
 
