@@ -321,6 +321,17 @@ def _complete(request: requests.Request, text: Normalised, asked: Asked | None) 
     return request.strong or asked is not None or bool(requests.SECOND_PERSON.search(text.plain))
 
 
+def _remember_question(message: Message, text: Normalised, target: Author | None) -> Iterator[Observe]:
+    if requests.QUESTION_HINT.search(text.plain):
+        yield Observe(
+            message.author,
+            "asked",
+            Asked(target, "unknown"),
+            source="a possible question",
+            ttl_seconds=ASKED_TTL_SECONDS,
+        )
+
+
 def _severity(category: str, requester_adult: bool, secret: bool) -> Severity:
     level = SEVERITY[category] + int(requester_adult) + int(secret)
     return Severity(min(level, Severity.CRITICAL))
@@ -352,24 +363,13 @@ def minor_whereabouts(message: Message, room: RoomView) -> Iterator[Flag | Obser
         return  # the usual case: ordinary chat, nothing that could be (part of) a request
     asked_fact = room.fact(message.author, "asked", message.at)
     asked: Asked | None = asked_fact.value if asked_fact is not None else None
+    # Nobody here who could be a minor: nothing can be flagged, and the (costly) request patterns
+    # need not run. A question is still remembered, so that a follow-up after someone states
+    # their age is understood ("where do u live?" / "why? im 11" / "just curious, what town?").
     if not _anyone_minor(room, message):
-        # Nobody here is believed a minor: nothing can be flagged. Remember a question, so that a
-        # follow-up after someone states their age is understood.
-        if requests.QUESTION_HINT.search(text.plain):
-            partner = _exchange_partner(message, room)
-            yield Observe(
-                message.author,
-                "asked",
-                Asked(partner, "unknown"),
-                source="a possible question",
-                ttl_seconds=ASKED_TTL_SECONDS,
-            )
+        yield from _remember_question(message, text, _exchange_partner(message, room))
         return
     joined = normalise(" ".join([*(m.text for m in fragments), message.text])) if fragments else text
-
-    # Whom could it be aimed at, and is any of them a minor? If not, nothing here can be flagged,
-    # and the (costly) request patterns need not run; a question is still remembered, so that a
-    # follow-up after the person states their age is understood.
     # Names in this message win over names in the fragments before it.
     named = _named(message, room, text.plain)
     if not named and fragments:
@@ -381,14 +381,7 @@ def minor_whereabouts(message: Message, room: RoomView) -> Iterator[Flag | Obser
     ]
     minors = [(t, how, why) for t, how in targets if (why := _minor_reason(room, t, message.at))]
     if not minors:
-        if requests.QUESTION_HINT.search(joined.plain):
-            yield Observe(
-                message.author,
-                "asked",
-                Asked(targets[0][0] if targets else None, "unknown"),
-                source="a possible question",
-                ttl_seconds=ASKED_TTL_SECONDS,
-            )
+        yield from _remember_question(message, joined, targets[0][0] if targets else None)
         return
     recent = room.recent
     earlier = [recent[i] for i in range(max(0, len(recent) - 1 - CONTEXT_MESSAGES), len(recent) - 1)]
