@@ -91,7 +91,7 @@ _GRADE_PATTERNS: Final = tuple(
     re.compile(p)
     for p in (
         r"\b(?:year|yr|y)\s?(\d{1,2})\b(?!s\b|\s*(?:olds?|old|kids|students|pupils|class(?:es)?\b(?!\s+(?:is|was))))",
-        r"\b(?:grade|gr)\s?(\d{1,2})\b(?!s\b)",
+        r"\b(?<!passed )(?<!passing )(?:grade|gr)\s?(\d{1,2})\b(?!s\b|\s*(?:piano|violin|viola|cello|guitar|music|theory|singing|drums|flute|clarinet|trumpet|sax|saxophone|ballet|dance|tap|swimming|karate|judo|ukulele|recorder|harp))",
         r"\b(\d{1,2})(?:st|nd|rd|th)\s+grader?\b",
         r"(?:^|\bin\s+)s([1-6])\b",
         r"(?:^|\bin\s+)p([1-7])\b",
@@ -100,14 +100,13 @@ _GRADE_PATTERNS: Final = tuple(
         r"\b(?:doing|sitting|taking|revising for)\s+(?:my\s+)?(?:gcses?|sats|junior cert|leaving cert|highers|nationals|a ?levels|naplan|brevet|bac)\b",
         r"\b(?:1st|2nd|3rd|4th|5th|6th|first|second|third|fourth|fifth|sixth)\s+year\s+(?:in|of|at)\s+secondary\b",
         r"\b(?:sec|secondaire)\s?([1-5])\b",
-        r"(?:^|\b(?:je suis|jsuis|j'suis|chuis|chu|suis|moi|toujours|encore|deja|passe|rentre|vais))\s*en\s+(cp|ce1|ce2|cm1|cm2|6e|6eme|5e|5eme|4e|4eme|3e|3eme"
+        r"(?:^|\b(?:je suis|jsuis|j'suis|chuis|chui|chu|suis|moi|toujours|encore|deja|passe|rentre|vais))\s*en\s+(cp|ce1|ce2|cm1|cm2|6e|6eme|5e|5eme|4e|4eme|3e|3eme"
         r"|seconde|2nde|premiere|1ere|terminale|sec\s?[1-5]|[1-6]e annee|sixieme|cinquieme|quatrieme|troisieme)\b",
         r"\b(?:still|i'?m|im|i am)\s+in\s+(?:primary|elementary|middle school|junior high|secondary|high school)\b",
         r"(?:^|\b(?:je suis|jsuis|chu|chuis|suis|moi|toujours|encore))\s*(?:au|a la)\s+(?:college|primaire|ecole primaire|polyvalente|poly)\b",
         r"\b(\d)(?:st|nd|rd|th)\s+class\b",
         r"\b(?:middle school|primary school|elementary school|junior high|first year in secondary"
         r"|year \d+ (?:is|was|maths|science|bio|homework)|secondary school)\b",
-        r"\b(?:our|my|the)\s+u-?(\d{1,2})s\b|\bunder\s?-?(\d{1,2})s\b",
     )
 )
 _QUESTION = re.compile(
@@ -210,9 +209,16 @@ _SOMEONE_ELSES: Final = re.compile(
 )
 
 
+# A youth team's age group: "our u14s", "the under-13s" (U18 and below).
+_AGE_GROUP: Final = re.compile(r"\b(?:our|my|the)\s+u-?(\d{1,2})s\b|\bunder\s?-?(\d{1,2})s\b")
+
+
 def _grade(text: str) -> AgeStatement | None:
     if _TEACHER.search(text):
         return None
+    group = _AGE_GROUP.search(text)
+    if group is not None and 5 <= int(group.group(1) or group.group(2)) <= ADULT_AGE:
+        return AgeStatement(minor=True, age=None, said=group.group(0).strip()[:40])
     for pattern in _GRADE_PATTERNS:
         match = pattern.search(text)
         if match is None:
@@ -367,6 +373,7 @@ _AGE_WORDS: Final = frozenset(
         "highers",
         "sats",
         "brevet",
+        "chui",
     ]
 )
 

@@ -200,6 +200,12 @@ _PREFIXES: Final = frozenset(
         "kick",
         "toge",
         "whit",
+        "in",
+        "dis",
+        "donn",
+        "bala",
+        "lign",
+        "u",
     }
 )
 
@@ -229,6 +235,9 @@ class Pattern:
     School questions are never vetoed by games in general, only by magic schools (Wizard101)."""
     follow_up: bool = False
     contextual: bool = False
+    context_hint: bool = False
+    """Only a request when the recent room talk is about school ("tu finis à quelle heure ?" after
+    someone mentions the brevet or their bus)."""
     """Also dropped when the previous messages are about a game ("whats the house number" right
     after "i built a mansion in bloxburg"); other non-strong patterns only look at their own
     message, so a real request in a busy gaming room is still seen."""
@@ -236,9 +245,15 @@ class Pattern:
 
 
 def _p(
-    category: str, regex: str, *, strong: bool = False, follow_up: bool = False, contextual: bool = False
+    category: str,
+    regex: str,
+    *,
+    strong: bool = False,
+    follow_up: bool = False,
+    contextual: bool = False,
+    context_hint: bool = False,
 ) -> Pattern:
-    return Pattern(category, re.compile(regex), strong, follow_up, contextual)
+    return Pattern(category, re.compile(regex), strong, follow_up, contextual, context_hint)
 
 
 PATTERNS: Final[tuple[Pattern, ...]] = (
@@ -457,13 +472,13 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
     ),
     _p(
         "school",
-        rf"\b(?:what time|when|wat time|wot time)\s+(?:{DO}|does|will|{BE})\s+{YOU}"
+        rf"\b(?:what time|when|wat time|wot time)\s+(?:(?:{DO}|does|will|{BE})\s+)?{YOU}"
         r"\s+(?:finish|get out|let out|leave|end|come out|get home|get off|finishes|lets out|ends)\b"
-        r"(?=[^.?!]{0,40}\b(?:school|skool|class|bus|usually|today|tomorrow)\b)",
+        r"(?=[^.?!]{0,40}\b(?:school|skool|class|bus|usually|today|tomorrow|tmrw|tmr|2moro)\b)",
     ),
     _p(
         "school",
-        rf"\b(?:what time|when|wat time|wot time)\s+(?:{DO}|does|will|{BE})\s+{YOU}"
+        rf"\b(?:what time|when|wat time|wot time)\s+(?:(?:{DO}|does|will|{BE})\s+)?{YOU}"
         r"\s+(?:finish|get out|let out|finishes)\b",
         follow_up=True,
     ),
@@ -522,7 +537,7 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
     ),
     _p(
         "school",
-        r"\bquel(?:le)?\s+(?:bus|autobus|car|tram|metro|train)\b[^.?!]{0,30}\b(?:rentrer|maison|chez toi|ecole"
+        r"\bquel(?:le)?\s+(?:bus|autobus|car|tram|metro|train|ligne)\b[^.?!]{0,30}\b(?:rentrer|maison|chez toi|ecole"
         r"|college|lycee)\b",
         strong=True,
     ),
@@ -667,6 +682,42 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
         rf"\b(?:come|pop|swing)\s+(?:to|round|over to|by)\s+(?:yours|{YOUR}\s+(?:place|house|home|flat))\b",
         strong=True,
     ),
+    _p(
+        "location",
+        rf"\b(?:{BE}\s+)?{YOU}\s+in\s+(?!(?:the|a|an|my|ur|your|vc|class|school|bed|game|lobby|call|year|grade|there|here|on|it|that|this|trouble|love|charge)\b)(?!(?:australia|england|scotland|wales|ireland|uk|usa|us|america|canada|france|belgium|quebec|ontario|nsw|queensland|victoria|texas|california|europe|asia)\b)[a-z]+\s+(?:too|as well|aswell|also)\s*\?",
+    ),
+    _p(
+        "location",
+        rf"\b(?:closest|nearest)\s+(?:[a-z]+\s+)?(?:city|town|suburb|shops?|mall|park|beach|village)\s+(?:to|near|for)\s+(?:{YOU}|{YOUR}\s+(?:house|place|home))\b",
+        strong=True,
+    ),
+    _p("address", rf"\b{WHAT}\s+(?:number|no|num)\s+(?:house|flat|door|apartment|apt)\b", strong=True),
+    _p(
+        "location",
+        r"\b(?:dis|donne|envoie|balance)[-\s]+moi\s+(?:juste\s+|seulement\s+)?(?:ta|ton)\s+(?:ville|quartier|village|coin|secteur)\b",
+        strong=True,
+    ),
+    _p(
+        "address",
+        r"\b(?:dis|donne|envoie|balance)[-\s]+moi\s+(?:juste\s+|seulement\s+)?(?:ta|ton)\s+(?:rue|adresse|code postal|numero)\b"
+        r"(?!\s*(?:mail|e-?mail|courriel|ip|de tel|de telephone|snap|insta))",
+        strong=True,
+    ),
+    _p(
+        "school",
+        r"\b(?:dis|donne)[-\s]+moi\s+(?:juste\s+|seulement\s+)?(?:ton|ta)\s+(?:ecole|college|lycee|poly|polyvalente|bahut)\b",
+        strong=True,
+    ),
+    _p(
+        "school",
+        r"\btu\s+(?:finis|sors|termines)\s+(?:les cours\s+|l'?ecole\s+)?(?:a|à)\s+quelle\s+heure\b",
+        context_hint=True,
+    ),
+    _p(
+        "school",
+        rf"\b(?:what time|when|wat time|wot time)\s+(?:(?:{DO}|does|will|{BE})\s+)?{YOU}\s+(?:finish|get out|let out|finishes)\b",
+        context_hint=True,
+    ),
 )
 
 # Virtual places: a match on a non-strong pattern is dropped when these are around and "irl" is not.
@@ -694,6 +745,7 @@ ABOUT_REQUESTS: Final = re.compile(
     r"|everyone|some(?:one|body) online)\s+(?:keeps?\s+)?(?:asked|asks|asking|wanted to know|wants to know)\b"
     r"|\basked me\b|\bshould (?:u|you) do if\b|\breminder\b|\brappel\b|\bquiz\b"
     r"|\bbe careful\b|\bcareful (?:sharing|giving|posting|telling|who)\b|\bsharing (?:where|ur|your)\b"
+    r"|\bcareful\b[^.?!]{0,20}\b(?:ur|your|address|school)\b|\bdelete (?:it|that|the pic|the photo)\b"
     r"|\bne\s+(?:donnez|donne|dis|dites|partagez|partage)\s+jamais\b|\b(?:donnez|donne|dis|dites)\s+jamais\b"
     r"|\bjamais\s+(?:votre|ton|ta)\b|\b(?:il|elle|quelqu'un|qqn)\s+(?:voulait|veut|m'a demande)\b"
     r"|\bsavoir\s+o[uù]\s+j'?\s?habite\b|\bmy (?:mum|mom|dad|parents) (?:says|said)\b|\btell (?:a|an) "
@@ -734,7 +786,46 @@ def named_school(text: str, context: str) -> str | None:
     name = match.group(1)
     if re.search(rf"\b{re.escape(name)}\s+{SCHOOL_NOUN}\b|\b{SCHOOL_NOUN}\s+{re.escape(name)}\b", context):
         return match.group(0)
+    if (
+        name not in _NOT_SCHOOLS
+        and text[match.end() :].lstrip().startswith(("?", "too", "as well"))
+        and SCHOOL_TALK.search(context)
+    ):
+        return match.group(0)  # "u go to kingsmead?" right after talk of school
     return None
+
+
+_NOT_SCHOOLS: Final = frozenset(
+    [
+        "the",
+        "a",
+        "my",
+        "ur",
+        "your",
+        "church",
+        "gym",
+        "bed",
+        "sleep",
+        "work",
+        "town",
+        "school",
+        "uni",
+        "college",
+        "the",
+        "park",
+        "shops",
+        "mass",
+        "bingo",
+        "war",
+        "hell",
+        "football",
+        "practice",
+        "training",
+        "club",
+        "dance",
+        "swimming",
+    ]
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -744,6 +835,11 @@ class Request:
     follow_up: bool
     said: str
 
+
+SCHOOL_TALK: Final = re.compile(
+    r"\b(?:school|skool|class|classes|lesson|lessons|homework|hw|exams?|mocks|test|teacher|year \d+|grade \d+"
+    r"|bus|ecole|college|lycee|cours|classe|devoirs|brevet|bac|prof|poly|polyvalente|primaire|sec \d)\b"
+)
 
 # "ur house number in bloxburg": a qualifier right after the match puts it in a game.
 IN_GAME: Final = re.compile(
@@ -776,6 +872,8 @@ def find(text: Normalised, *, context: str = "", previous: str = "") -> list[Req
             if match is None:
                 continue
             if IN_GAME.match(form, match.end()) and not IRL.search(form):
+                break
+            if pattern.context_hint and not SCHOOL_TALK.search(context):
                 break
             if pattern.category == "school" and not pattern.strong:
                 if MAGIC_SCHOOL.search(form) or MAGIC_SCHOOL.search(previous):
