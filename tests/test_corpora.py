@@ -1,6 +1,6 @@
 """Detection quality on labelled corpora, as regression guards (the figures go in the notes).
 
-the six corpora in ``tests/data/`` were each written independently of
+the seven corpora in ``tests/data/`` were each written independently of
 the rule (by someone who saw neither the rule nor the development corpus), measured once as
 unseen data (figures in the issue notes), then used to find gaps. The shared development corpus
 lives beside the checkout in CI.
@@ -26,7 +26,15 @@ async def _report(path: Path):  # type: ignore[no-untyped-def]
 
 @pytest.mark.parametrize(
     "name",
-    ["probe.jsonl", "holdout.jsonl", "blind.jsonl", "blind_fr.jsonl", "blind_en.jsonl", "blind_mix.jsonl"],
+    [
+        "probe.jsonl",
+        "holdout.jsonl",
+        "blind.jsonl",
+        "blind_fr.jsonl",
+        "blind_en.jsonl",
+        "blind_mix.jsonl",
+        "blind7.jsonl",
+    ],
 )
 async def test_independent_corpora(name: str) -> None:
     report = await _report(DATA / name)
@@ -46,7 +54,15 @@ async def test_development_corpus_meets_the_issue_goals() -> None:
 
 @pytest.mark.parametrize(
     "name",
-    ["probe.jsonl", "holdout.jsonl", "blind.jsonl", "blind_fr.jsonl", "blind_en.jsonl", "blind_mix.jsonl"],
+    [
+        "probe.jsonl",
+        "holdout.jsonl",
+        "blind.jsonl",
+        "blind_fr.jsonl",
+        "blind_en.jsonl",
+        "blind_mix.jsonl",
+        "blind7.jsonl",
+    ],
 )
 def test_corpora_are_well_formed(name: str) -> None:
     conversations = load_corpus(DATA / name)

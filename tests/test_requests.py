@@ -76,6 +76,17 @@ def categories(text: str, context: str = "") -> set[str]:
         ("is ur school the one by the station?", "school"),
         ("u walk home alone after school?", "school"),
         ("tu prends quel autobus pour rentrer ?", "school"),
+        ("r u home alone rn?", "location"),
+        ("are ur parents home or is it just u", "location"),
+        ("t'es-tu tout seul chez vous ?", "location"),
+        ("whats ur nearest train station", "location"),
+        ("where abouts in glasgow", "location"),
+        ("do u walk to school or get the bus", "school"),
+        ("tu rentres comment de l'école ?", "school"),
+        ("whos ur normal teacher?", "school"),
+        ("can i come see u this weekend?", "meetup"),
+        ("we could hang if u want", "meetup"),
+        ("ça te dit qu'on se voie samedi ?", "meetup"),
     ],
 )
 def test_requests(text: str, category: str) -> None:

@@ -401,7 +401,9 @@ def statement(plain: str) -> AgeStatement | None:
 
 
 _BARE_NUMBER = re.compile(
-    r"^\s*(\d{1,2}|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|fifteen|sixteen|seventeen|eighteen|nineteen|twenty|dix|onze|douze|treize|quatorze|quinze|seize)(?:\s*(?:ans|yo|y/o|years?|yrs?))?\s*(?:\W+\w+){0,2}\W*$"
+    r"^\s*(\d{1,2}|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|fifteen|sixteen|seventeen"
+    r"|eighteen|nineteen|twenty|dix|onze|douze|treize|quatorze|quinze|seize)"
+    r"(?:\s*(?:ans|yo|y/o|years?|yrs?))?(?:\s*$|\s*[.!,?]|\s+(?:why|lol|u|wbu|hbu|and|&|n|nearly|almost|pk|et|toi|haha|btw)\b)"
 )
 HOW_OLD: Final = re.compile(
     r"\b(?:how old|hw old|age\?|ur age|your age|asl|quel age|t'as quel age|tu as quel age|quel est ton age)\b"
@@ -417,4 +419,4 @@ def answer_to_how_old(plain: str) -> AgeStatement | None:
     age = int(word) if word.isdigit() else _WORDS[word]
     if not YOUNGEST <= age <= OLDEST:
         return None
-    return AgeStatement(minor=age < ADULT_AGE, age=age, said=plain.strip()[:40])
+    return AgeStatement(minor=age < ADULT_AGE, age=age, said=match.group(0).strip()[:40])

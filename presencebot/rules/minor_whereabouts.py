@@ -215,6 +215,10 @@ def _age_statement(message: Message, text: Normalised, room: RoomView) -> ages.A
 
 
 _WORDS: Final = re.compile(r"[\w.'-]+")
+# A message that stops mid-sentence ("what school do") is judged with the message that ends it.
+_DANGLING: Final = re.compile(
+    r"\b(?:do|does|did|the|a|an|ur|your|what|which|where|de|ton|ta|dans|quel|quelle|le|la|les)\s*$"
+)
 
 
 @lru_cache(maxsize=8192)
@@ -391,7 +395,7 @@ def minor_whereabouts(message: Message, room: RoomView) -> Iterator[Flag | Obser
     # The message on its own first; then joined to the short messages just before it, in case
     # the request was typed in pieces ("where" / "do u" / "live").
     whole = text
-    request = _request(text, context, previous, asked)
+    request = None if _DANGLING.search(text.plain) else _request(text, context, previous, asked)
     if request is None:
         if not fragments:
             return

@@ -206,6 +206,15 @@ _PREFIXES: Final = frozenset(
         "bala",
         "lign",
         "u",
+        "alon",
+        "pare",
+        "seul",
+        "can",
+        "coul",
+        "we",
+        "comm",
+        "voie",
+        "croi",
     }
 )
 
@@ -343,7 +352,7 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
     ),
     _p(
         "location",
-        r"\bwhereabouts\b(?!\s+(?:in the (?:game|map)|does|did|is|are (?:they|he|she)))",
+        r"\bwhereabouts\b(?!\s+(?:in the (?:game|map)|does|did|is|are (?:they|he|she)))|\bwhere\s+abouts\s+in\s+[a-z]+",
         strong=True,
     ),
     _p("location", rf"\b{WHAT}\s+(?:{AREA})\b(?!\s+hall)[^.?!]{{0,30}}\b(?:{YOU}|{YOUR})\b"),
@@ -461,7 +470,7 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
     _p("school", rf"\b{WHERE}\s+(?:{DO}\s+)?{YOU}\s+go\s+to\s+(?:school|skool)\b", strong=True),
     _p(
         "school",
-        rf"\b(?:who'?s|whos|who is|who r|who are|whats|what'?s|wots)\s+{YOUR}\s+(?:form\s+)?(?:teacher|tutor"
+        rf"\b(?:who'?s|whos|who is|who r|who are|whats|what'?s|wots)\s+{YOUR}\s+(?:form\s+|normal\s+|main\s+|new\s+|class\s+|maths?\s+|english\s+|science\s+)?(?:teacher|tutor"
         r"|form tutor|head\s?teacher|principal|homeroom|class teacher)\b",
     ),
     _p("school", rf"\bwhat\s+class\s+{BE}\s+{YOU}\s+in\b"),
@@ -589,7 +598,7 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
     _p("meetup", r"\bsneak\s+out\b", strong=True),
     _p(
         "meetup",
-        r"\bon\s+se\s+(?:voit|capte|retrouve|rejoint|rencontre|capt|rejoins|donne rdv)\b"
+        r"\bon\s+se\s+(?:voit|voie|capte|retrouve|rejoint|rencontre|capt|rejoins|croise|donne rdv)\b"
         r"(?!\s+(?:sur|en)\s+(?:discord|vocal|ligne|fortnite|le serveur|minecraft|roblox|la game))",
     ),
     _p(
@@ -718,6 +727,51 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
         rf"\b(?:what time|when|wat time|wot time)\s+(?:(?:{DO}|does|will|{BE})\s+)?{YOU}\s+(?:finish|get out|let out|finishes)\b",
         context_hint=True,
     ),
+    _p(
+        "location",
+        rf"\b(?:{BE}\s+)?{YOU}\s+(?:home\s+alone|alone\s+(?:at\s+home|rn|now|tonight|in the house)|by\s+(?:urself|yourself)\s+(?:at home|rn|now|tonight))\b",
+        strong=True,
+    ),
+    _p(
+        "location",
+        rf"\b(?:r|are|is)\s+{YOUR}\s+(?:parents|mum|mom|mam|dad|family|folks|mum and dad|mom and dad)\s+(?:home|in|out|away|there|around)\b",
+        strong=True,
+    ),
+    _p(
+        "location",
+        r"\b(?:t'?\s?es(?:-tu)?|tu\s+es)\s+(?:tout\s+|toute\s+)?seule?\s+(?:chez\s+(?:toi|vous)|a la maison|a la maison)|\btes\s+parents\s+(?:sont|sont-ils)\s+(?:la|partis|pas la|sortis)",
+        strong=True,
+    ),
+    _p(
+        "location",
+        rf"\b{YOUR}\s+(?:nearest|closest|local)\s+(?:train\s+|tube\s+|bus\s+|subway\s+|metro\s+)?(?:station|stop|shop|shops|park|mall|supermarket)\b",
+        strong=True,
+    ),
+    _p(
+        "school",
+        rf"\b{YOU}\s+(?:walk|get the bus|take the bus|bike|cycle|get driven|go)\s+(?:to|home from|from)\s+school\b|\bhow\s+(?:{DO}\s+)?{YOU}\s+get\s+(?:to|home from)\s+school\b",
+        strong=True,
+    ),
+    _p(
+        "school",
+        r"\b(?:tu\s+(?:rentres|vas|reviens)\s+comment|comment\s+tu\s+(?:rentres|vas|reviens))\b[^.?!]{0,25}\b(?:ecole|college|lycee|cours|poly)\b",
+        strong=True,
+    ),
+    _p("school", rf"\b{YOUR}\s+class\s+(?:called|name|named)\b"),
+    _p(
+        "meetup",
+        rf"\b(?:can|could|may)\s+i\s+(?:come|pop|swing)\s+(?:and\s+|round\s+(?:and\s+)?|over\s+(?:and\s+)?)?(?:see|visit|meet)\s+{YOU}\b",
+        strong=True,
+    ),
+    _p(
+        "meetup",
+        r"\b(?:we|u and me|me and u|you and me|me and you)\s+(?:could|can|should|shud|cud|gotta)\s+(?:hang|chill|meet|link|catch up|hang out|kick it)\b",
+    ),
+    _p(
+        "meetup",
+        rf"\b(?:grab|get)\s+(?:a\s+|some\s+)?(?:milkshake|coffee|drink|bite|food|pizza|burger|ice ?cream|bubble tea|boba|snack|maccies|mcdonalds|maccas|lunch|dinner)s?\b[^.?!]{{0,30}}\bnear\s+(?:{YOU}|{YOUR})\b",
+    ),
+    _p("location", r"\bwhere\s+abouts\b", follow_up=True),
 )
 
 # Virtual places: a match on a non-strong pattern is dropped when these are around and "irl" is not.
