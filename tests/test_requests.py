@@ -181,3 +181,13 @@ def test_secrecy_is_recognised() -> None:
     assert not requests.SECRECY.search(
         normalise("never tell anyone your address").plain.replace("never", "x")
     )
+
+
+def test_long_messages_are_read_around_their_cues() -> None:
+    filler = "lol that match was mad and the ref was blind " * 40
+    text = normalise(filler + "anyway whats ur postcode mate " + filler)
+    assert len(text.plain) > requests.FOCUS_CHARS
+    assert len(requests.focus(text.plain)) <= requests.FOCUS_CHARS
+    assert "address" in {r.category for r in requests.find(text)}
+    flood = normalise("where do u live " * 4000)
+    assert len(requests.focus(flood.plain)) <= requests.FOCUS_CHARS

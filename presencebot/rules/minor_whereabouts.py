@@ -42,6 +42,7 @@ EXCHANGE_MESSAGES: Final = 6
 EXCHANGE_WINDOW: Final = timedelta(minutes=10)
 HOW_OLD_LOOKBACK: Final = 3
 CONTEXT_MESSAGES: Final = 4
+CONTEXT_CHARS: Final = 300
 
 SEVERITY: Final = {
     "address": Severity.HIGH,
@@ -389,8 +390,9 @@ def minor_whereabouts(message: Message, room: RoomView) -> Iterator[Flag | Obser
         return
     recent = room.recent
     earlier = [recent[i] for i in range(max(0, len(recent) - 1 - CONTEXT_MESSAGES), len(recent) - 1)]
-    context = " ".join(fold(m.text) for m in earlier)
-    previous = " ".join(fold(m.text) for m in earlier[-2:])  # for continued warnings and games
+    # The last few messages, each cut short: context is read for hints, not searched in full.
+    context = " ".join(fold(m.text)[:CONTEXT_CHARS] for m in earlier)
+    previous = " ".join(fold(m.text)[:CONTEXT_CHARS] for m in earlier[-2:])  # warnings, games
 
     # The message on its own first; then joined to the short messages just before it, in case
     # the request was typed in pieces ("where" / "do u" / "live").

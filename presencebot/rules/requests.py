@@ -188,8 +188,6 @@ _PREFIXES: Final = frozenset(
         "qui",
         "dira",
         "att",
-        "ta",
-        "t",
         "d'o",
         "chil",
         "link",
@@ -200,32 +198,53 @@ _PREFIXES: Final = frozenset(
         "kick",
         "toge",
         "whit",
-        "in",
-        "dis",
-        "donn",
         "bala",
         "lign",
-        "u",
         "alon",
         "pare",
         "seul",
-        "can",
-        "coul",
-        "we",
-        "comm",
         "voie",
         "croi",
+        "too",
+        "also",
     }
 )
 
 
+def _cue(word: str) -> bool:
+    word = word.strip("?!.,;:'\"()@#*")
+    return word[:4] in _PREFIXES or word[:3] in _PREFIXES or word[:2] in _PREFIXES
+
+
 def maybe(text: str) -> bool:
     """Whether ``text`` (normalised) has any word that could start a request pattern."""
-    for word in text.split():
-        word = word.strip("?!.,;:'\"()@#*")
-        if word[:4] in _PREFIXES or word[:3] in _PREFIXES or word[:2] in _PREFIXES:
-            return True
-    return False
+    return any(_cue(word) for word in text.split())
+
+
+FOCUS_CHARS: Final = 600
+_FOCUS_WORDS: Final = 12
+
+
+def focus(text: str) -> str:
+    """For a long message, only the words around cues, at most ``FOCUS_CHARS`` characters.
+
+    A chat request is a sentence, not a page: matching ~110 patterns over the windows around
+    the words that could start one keeps the work per message small however long the text (a
+    64 KiB flood of "where do u live"), while a request anywhere in an ordinary long message
+    is still seen. Windows are joined with " . " so that no pattern spans two of them.
+    """
+    if len(text) <= FOCUS_CHARS:
+        return text
+    words = text.split()
+    keep: list[tuple[int, int]] = []
+    for index, word in enumerate(words):
+        if _cue(word):
+            start, end = max(0, index - _FOCUS_WORDS), min(len(words), index + _FOCUS_WORDS + 1)
+            if keep and start <= keep[-1][1]:
+                keep[-1] = (keep[-1][0], end)
+            else:
+                keep.append((start, end))
+    return " . ".join(" ".join(words[a:b]) for a, b in keep)[:FOCUS_CHARS]
 
 
 # Looks like a question about whereabouts: remembered even when nobody is known to be a minor yet.
@@ -911,15 +930,17 @@ def find(text: Normalised, *, context: str = "", previous: str = "") -> list[Req
     """
     if not (maybe(text.plain) or (text.leet is not text.plain and maybe(text.leet))):
         return []
-    if ABOUT_REQUESTS.search(text.plain) or THIRD_PERSON.search(text.plain):
+    plain = focus(text.plain)
+    leet = plain if text.leet is text.plain or text.leet == text.plain else focus(text.leet)
+    if ABOUT_REQUESTS.search(plain) or THIRD_PERSON.search(plain):
         return []
-    if previous and CONTINUATION.search(text.plain) and ABOUT_REQUESTS.search(previous):
+    if previous and CONTINUATION.search(plain) and ABOUT_REQUESTS.search(previous):
         return []
     found: list[Request] = []
-    school = named_school(text.plain, context)
+    school = named_school(plain, context)
     if school is not None:
         found.append(Request("school", False, False, school))
-    forms = (text.plain,) if text.leet is text.plain or text.leet == text.plain else (text.plain, text.leet)
+    forms = (plain,) if leet is plain else (plain, leet)
     for pattern in PATTERNS:
         for form in forms:
             match = pattern.regex.search(form)
