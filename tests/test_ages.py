@@ -28,6 +28,8 @@ def said(text: str) -> ages.AgeStatement | None:
         ("ill be 14 in june", 13),
         ("14 (nearly 15) lol", 14),
         ("quinze ans aujourd'hui", 15),
+        ("my age is 14 and i skate", 14),
+        ("I am twelve years old", 12),
         ("just turned 13!!", 13),
         ("15 and my parents are strict", 15),
         ("been up all night, 14 and exhausted", 14),
@@ -63,6 +65,7 @@ def test_minor_ages(text: str, age: int) -> None:
         "je passe en 3e l'année prochaine",
         "je suis en cinquième",
         "chu en secondaire 2",
+        "I'm in sixth grade",
     ],
 )
 def test_school_years_make_a_minor(text: str) -> None:
@@ -88,6 +91,8 @@ def test_school_years_make_a_minor(text: str) -> None:
         "12 diamonds!!",
         "niveau 12 enfin",
         "my little sister is in year 5",
+        "mon gars a 13 ans",
+        "chu prof de sec 2 depuis 10 ans",
     ],
 )
 def test_numbers_that_are_not_the_speakers_minor_age(text: str) -> None:

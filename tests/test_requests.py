@@ -87,6 +87,20 @@ def categories(text: str, context: str = "") -> set[str]:
         ("can i come see u this weekend?", "meetup"),
         ("we could hang if u want", "meetup"),
         ("ça te dit qu'on se voie samedi ?", "meetup"),
+        ("où habites-tu ?", "location"),
+        ("habites-tu loin de paris ?", "location"),
+        ("moi j'habite à melun, et toi ?", "location"),
+        ("i live in leeds, wbu", "location"),
+        ("tu dois habiter près d'un parc alors, lequel ?", "location"),
+        ("veux-tu que je vienne te chercher ?", "meetup"),
+        ("pourrait-on se voir samedi ?", "meetup"),
+        ("tu veux venir chez moi ?", "meetup"),
+        ("tu prends quel bus ?", "school"),
+        ("t'es dans la classe de quel prof ?", "school"),
+        ("would you like me to collect you after school?", "meetup"),
+        ("so ur home alone right now?", "location"),
+        ("whos ur art teacher?", "school"),
+        ("which class are you in this year", "school"),
     ],
 )
 def test_requests(text: str, category: str) -> None:
@@ -145,6 +159,11 @@ def test_evasions(text: str, category: str) -> None:
         "t'es sur quel fuseau horaire ?",
         "whats ur school like",
         "i can drive u crazy",
+        "tu restes-tu à souper ?",
+        "t'es quelle classe ? mage ou guerrier ?",
+        "faut jamais dire ton école ni où tu restes",
+        "please never meet up with anyone you only know online",
+        "keep your address and school to yourself",
     ],
 )
 def test_not_requests(text: str) -> None:

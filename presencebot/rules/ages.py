@@ -47,7 +47,7 @@ _NOT_AGE_AFTER = (
 _OTHER_PERSON = re.compile(
     r"(?:\b(?:my|our|his|her|their|ur|your|mon|ma|mes|son|sa|ses|notre)\s+(?:\w+\s+)?"
     r"(?:son|daughter|kid|kids|child|children|boy|girl|brother|bro|sister|sis|cousin|nephew|niece"
-    r"|friend|mate|dog|cat|fils|fille|frere|soeur|cousine?|enfants?|neveu|niece|pote|ami|amie|chien"
+    r"|friend|mate|dog|cat|fils|fille|frere|soeur|cousine?|enfants?|neveu|niece|pote|ami|amie|chien|gars|garcon|chum|blonde"
     r"|chat|petit|petite|gosse)s?|\b(?:he|she|they|il|elle|ils|elles))"
     r"(?:\s*(?:is|'s|s|was|turned|turns|just turned|will be|are|were|a|a deja|has|have|aged))?"
     r"\s*(?:only\s+|just\s+|like\s+|nearly\s+)?$"
@@ -79,8 +79,8 @@ _AGE_PATTERNS: Final = tuple(
         # comma-delimited: "just finished my masters, 24" / "im yaz, 26, i help" / "moi 31"
         r"(?:^|,)\s*(\d{2})\s*(?:,|!|$)",
         r"\bmoi,?\s+(\d{2})(?:\s*ans)?\s*$",
-        # age 12, age: 13
-        r"\bage\s*[:=]?\s*(\d{1,2})\b" + _NOT_AGE_AFTER,
+        # age 12, age: 13, my age is 14
+        r"\bage\s*(?:[:=]|is)?\s*(\d{1,2})\b" + _NOT_AGE_AFTER,
         # j'ai 12 ans
         r"\bj'?\s?ai\s+(\d{1,2})\s*ans\b",
     )
@@ -93,6 +93,8 @@ _GRADE_PATTERNS: Final = tuple(
         r"\b(?:year|yr|y)\s?(\d{1,2})\b(?!s\b|\s*(?:olds?|old|kids|students|pupils|class(?:es)?\b(?!\s+(?:is|was))))",
         r"\b(?<!passed )(?<!passing )(?:grade|gr)\s?(\d{1,2})\b(?!s\b|\s*(?:piano|violin|viola|cello|guitar|music|theory|singing|drums|flute|clarinet|trumpet|sax|saxophone|ballet|dance|tap|swimming|karate|judo|ukulele|recorder|harp))",
         r"\b(\d{1,2})(?:st|nd|rd|th)\s+grader?\b",
+        r"\b(?:first|second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth|eleventh|twelfth)\s+(?:grade|grader)\b",
+        r"\b(?:year|grade)\s+(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve)\b",
         r"(?:^|\bin\s+)s([1-6])\b",
         r"(?:^|\bin\s+)p([1-7])\b",
         r"\b(?:freshman|sophomore|junior|senior)\s+(?:in|at)\s+high\s*school\b",
@@ -118,7 +120,7 @@ _AT_AGE = re.compile(
 )
 _SCHOOL_LIFE = re.compile(r"\b(?:school|class|homework|exams?|mocks|teacher|lessons?|gcses?|sats)\b")
 _TEACHER = re.compile(
-    r"\b(?:i teach|i'?m a teacher|im a teacher|as a teacher|i'?m a tutor|teaching|(?:je suis|jsuis|chu|chuis|suis|comme)\s+(?:prof|professeur|enseignant|enseignante)|enseignant"
+    r"\b(?:(?:i'?m|im|i am)\s+(?:a|an|the)\s+(?:[\w-]+\s+){0,3}(?:teacher|tutor|teaching assistant|headteacher|principal|lecturer)|i teach|i'?m a teacher|im a teacher|as a teacher|i'?m a tutor|teaching|(?:je suis|jsuis|chu|chuis|suis|comme)\s+(?:prof|professeur|enseignant|enseignante)|enseignant"
     r"|j'?enseigne|my (?:year|grade) \d+s|mes (?:eleves|\d+e)|my (?:students|pupils|kids|son|daughter|children)"
     r"|(?:his|her|their|my (?:son|daughter|kid|brother|sister)(?:'s)?) (?:year|grade|class))\b"
 )
@@ -128,6 +130,7 @@ _ADULT_ROLES: Final = re.compile(
     r"\b(?:(?:dad|mum|mom|mam|father|mother|parent) of (?:one|two|three|four|five|\d+)"
     r"|(?:i'?m|im|i am) (?:a |an |the )?(?:youth worker|teacher|parent|dad|mum|mom|volunteer|coach|nurse"
     r"|police officer|grandad|grandma|granddad|nan|uncle|aunt|teaching assistant|tutor|social worker)"
+    r"|(?:i'?m|im|i am)\s+(?:a|an|the)\s+(?:[\w-]+\s+){1,3}(?:teacher|tutor|teaching assistant|headteacher|head|principal|coach|youth worker|lecturer)\b"
     r"|i teach\b|my (?:son|daughter|kids|children|wife|husband)\b|uni student|at uni\b|my masters"
     r"|je suis (?:prof|professeur|animateur|animatrice|parent|papa|maman|educateur|educatrice)"
     r"|(?:mon fils|ma fille|mes enfants|ma femme|mon mari)\b)"
@@ -374,6 +377,15 @@ _AGE_WORDS: Final = frozenset(
         "sats",
         "brevet",
         "chui",
+        "fifth",
+        "sixth",
+        "seventh",
+        "eighth",
+        "ninth",
+        "fourth",
+        "third",
+        "second",
+        "tenth",
     ]
 )
 

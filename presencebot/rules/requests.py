@@ -207,12 +207,25 @@ _PREFIXES: Final = frozenset(
         "croi",
         "too",
         "also",
+        "fetc",
+        "must",
+        "prob",
+        "bet",
+        "aill",
+        "alle",
+        "dois",
+        "vis-",
+        "wbu",
+        "hbu",
+        "pour",
     }
 )
 
 
 def _cue(word: str) -> bool:
     word = word.strip("?!.,;:'\"()@#*")
+    if "'" in word:  # "j'habite", "t'es", "l'ecole": the word after the elision
+        word = word.rsplit("'", 1)[1]
     return word[:4] in _PREFIXES or word[:3] in _PREFIXES or word[:2] in _PREFIXES
 
 
@@ -254,6 +267,15 @@ QUESTION_HINT: Final = re.compile(
 )
 
 
+SCHOOL_TALK: Final = re.compile(
+    r"\b(?:school|skool|class|classes|lesson|lessons|homework|hw|exams?|mocks|test|teacher|year \d+|grade \d+"
+    r"|bus|ecole|college|lycee|cours|classe|devoirs|brevet|bac|prof|poly|polyvalente|primaire|sec \d)\b"
+)
+STREET_TALK: Final = re.compile(
+    r"\b(?:road|rd|street|st|avenue|ave|lane|close|drive|crescent|way|court|terrace|rue|chemin|boulevard|allee)\b"
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Pattern:
     category: str
@@ -263,9 +285,9 @@ class Pattern:
     School questions are never vetoed by games in general, only by magic schools (Wizard101)."""
     follow_up: bool = False
     contextual: bool = False
-    context_hint: bool = False
-    """Only a request when the recent room talk is about school ("tu finis à quelle heure ?" after
-    someone mentions the brevet or their bus)."""
+    needs: re.Pattern[str] | None = None
+    """Only a request when the recent room talk matches this: "tu finis à quelle heure ?" after
+    someone mentions the brevet, "what number" after someone names their road."""
     """Also dropped when the previous messages are about a game ("whats the house number" right
     after "i built a mansion in bloxburg"); other non-strong patterns only look at their own
     message, so a real request in a busy gaming room is still seen."""
@@ -279,9 +301,9 @@ def _p(
     strong: bool = False,
     follow_up: bool = False,
     contextual: bool = False,
-    context_hint: bool = False,
+    needs: re.Pattern[str] | None = None,
 ) -> Pattern:
-    return Pattern(category, re.compile(regex), strong, follow_up, contextual, context_hint)
+    return Pattern(category, re.compile(regex), strong, follow_up, contextual, needs)
 
 
 PATTERNS: Final[tuple[Pattern, ...]] = (
@@ -489,10 +511,10 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
     _p("school", rf"\b{WHERE}\s+(?:{DO}\s+)?{YOU}\s+go\s+to\s+(?:school|skool)\b", strong=True),
     _p(
         "school",
-        rf"\b(?:who'?s|whos|who is|who r|who are|whats|what'?s|wots)\s+{YOUR}\s+(?:form\s+|normal\s+|main\s+|new\s+|class\s+|maths?\s+|english\s+|science\s+)?(?:teacher|tutor"
+        rf"\b(?:who'?s|whos|who is|who r|who are|whats|what'?s|wots)\s+{YOUR}\s+(?:[a-z]+\s+)?(?:teacher|tutor"
         r"|form tutor|head\s?teacher|principal|homeroom|class teacher)\b",
     ),
-    _p("school", rf"\bwhat\s+class\s+{BE}\s+{YOU}\s+in\b"),
+    _p("school", rf"\b{WHAT}\s+class\s+{BE}\s+{YOU}\s+in\b"),
     _p(
         "school",
         rf"\b(?:what time|when|wat time|wot time)\s+(?:{DO}|does|will|{BE})\s+{YOUR}\s+(?:school|skool|bus|class)"
@@ -541,7 +563,7 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
     _p(
         "school",
         r"\b(?:quel|quelle|kel|kelle)\s+(?:ecole|college|lycee|polyvalente|poly|primaire|cegep"
-        r"|etablissement|bahut|classe)\b(?!\s+(?:il|elle|ils|elles)\b)",
+        r"|etablissement|bahut)\b(?!\s+(?:il|elle|ils|elles)\b)|\bdans\s+quelle\s+classe\b|\bclasse\s+de\s+quel(?:le)?\s+(?:prof|professeur|professeure|maitresse|maitre|enseignant)\b",
     ),
     _p(
         "school",
@@ -646,18 +668,20 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
     # French
     _p(
         "meetup",
-        r"\b(?:venir|viens|viendrai|passer|passe|passerai|vais)\s+te\s+(?:chercher|prendre|voir|recuperer|raccompagner)\b"
+        r"\b(?:venir|viens|vienne|viendrai|passer|passe|passerai|vais|aille|aller|irai)\s+te\s+(?:chercher|prendre|voir|recuperer|raccompagner)\b"
         r"|\bje\s+te\s+(?:ramene|raccompagne|recupere)\b",
         strong=True,
     ),
     _p(
         "meetup",
-        r"\b(?:viens|venez)\s+chez\s+(?:moi|nous)\b|\brejoins[- ]moi\b|\bon\s+se\s+voit\s+irl\b",
+        r"\b(?:venir|viens|venez)\s+chez\s+(?:moi|nous)\b|\brejoins[- ]moi\b|\bon\s+se\s+voit\s+irl\b",
         strong=True,
     ),
     _p(
         "meetup",
-        r"\bon\s+(?:pourrait|peut|devrait|va|pourra)\s+se\s+(?:voir|capter|retrouver|rejoindre|rencontrer)\b",
+        r"\bon\s+(?:pourrait|peut|devrait|va|pourra)\s+se\s+(?:voir|capter|retrouver|rejoindre|rencontrer)\b"
+        r"|\b(?:pourrait|peut|pourrions|devrait|pourra)-on\s+se\s+(?:voir|capter|retrouver|rejoindre|rencontrer)\b",
+        strong=True,
     ),
     _p("meetup", r"\bje\s+t'?\s?(?:emmene|amene|invite)\s+(?:au|a|chez|manger|voir)\b"),
     _p("meetup", r"\b(?:venir|viens|passer|passe|aller|vais)\s+chez\s+toi\b", strong=True),
@@ -739,16 +763,16 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
     _p(
         "school",
         r"\btu\s+(?:finis|sors|termines)\s+(?:les cours\s+|l'?ecole\s+)?(?:a|à)\s+quelle\s+heure\b",
-        context_hint=True,
+        needs=SCHOOL_TALK,
     ),
     _p(
         "school",
         rf"\b(?:what time|when|wat time|wot time)\s+(?:(?:{DO}|does|will|{BE})\s+)?{YOU}\s+(?:finish|get out|let out|finishes)\b",
-        context_hint=True,
+        needs=SCHOOL_TALK,
     ),
     _p(
         "location",
-        rf"\b(?:{BE}\s+)?{YOU}\s+(?:home\s+alone|alone\s+(?:at\s+home|rn|now|tonight|in the house)|by\s+(?:urself|yourself)\s+(?:at home|rn|now|tonight))\b",
+        rf"\b(?:(?:{BE}\s+)?{YOU}|ur|youre|you're|u r)\s+(?:home\s+(?:alone|by\s+(?:urself|yourself|ur self))|alone\s+(?:at\s+home|rn|now|tonight|in the house)|by\s+(?:urself|yourself)\s+(?:at home|rn|now|tonight))\b",
         strong=True,
     ),
     _p(
@@ -791,6 +815,57 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
         rf"\b(?:grab|get)\s+(?:a\s+|some\s+)?(?:milkshake|coffee|drink|bite|food|pizza|burger|ice ?cream|bubble tea|boba|snack|maccies|mcdonalds|maccas|lunch|dinner)s?\b[^.?!]{{0,30}}\bnear\s+(?:{YOU}|{YOUR})\b",
     ),
     _p("location", r"\bwhere\s+abouts\b", follow_up=True),
+    _p(
+        "address",
+        r"\b(?:what|which|wat|wot)\s+(?:number|no|num|house number|door number)\b(?!\s+(?:is it|r u|are u|do u))",
+        needs=STREET_TALK,
+    ),
+    _p(
+        "location",
+        rf"\b(?:{YOU}\s+)?(?:must|probably|prob|bet\s+(?:u|you))\s+(?:{LIVE})\s+(?:near|by|close to|next to|on|in|round)\b",
+        strong=True,
+    ),
+    _p(
+        "location",
+        rf"\b{WHAT}\s+(?:suburb|town|city|estate|neighbou?rhood|village|area|part of town)\s+(?:is|'s)\s+(?:that|it|this)\s+(?:in|near|by|on)\b",
+    ),
+    _p(
+        "location",
+        r"\b(?:ur|you'?re|u r|bet\s+ur)\s+(?:on|in|at|near|by)\s+(?:the\s+)?[a-z]+\s+(?:estate|road|street|close|avenue|drive|lane|suburb|area|end)\b",
+        strong=True,
+    ),
+    _p(
+        "school",
+        rf"\b(?:drives?|takes?|walks?|brings?)\s+{YOU}\s+(?:home\s+)?(?:to|from)\s+school\b|\b(?:{DO}\s+)?{YOU}\s+(?:get|take|catch)\s+the\s+bus\b(?=[^.?!]{{0,40}}\b(?:school|home)\b)|(?<=school)[^.?!]{{0,40}}\b(?:{DO}\s+)?{YOU}\s+(?:get|take|catch)\s+the\s+bus\b",
+        strong=True,
+    ),
+    _p("meetup", rf"\b(?:collect|fetch)\s+{YOU}\b(?!\s+(?:points|coins|cards))", strong=True),
+    _p(
+        "location",
+        r"\bo[uù]\s+(?:habites?|vis|restes|demeures)-tu\b|\b(?:habites?|vis|demeures)-tu\s+(?:loin|pres|proche|a cote|dans|a|en|au|vers)\b",
+        strong=True,
+    ),
+    _p(
+        "location",
+        r"\btu\s+dois\s+(?:habiter|rester|vivre|demeurer)\s+(?:pres|proche|a cote|pas loin|dans|vers)\b",
+        strong=True,
+    ),
+    _p(
+        "location",
+        r"\bj'?\s?(?:habite|vis|reste|suis)\s+(?:a|en|au|dans|pres de|vers)\s+[a-z-]+[^.?!]{0,15}\bet\s+toi\b",
+        strong=True,
+    ),
+    _p(
+        "location",
+        rf"\bi\s+(?:live|stay|am)\s+(?:in|near|by|from)\s+[a-z]+[^.?!]{{0,15}}\b(?:and\s+{YOU}|what about\s+{YOU}|how about\s+{YOU}|wbu|hbu)\b",
+        strong=True,
+    ),
+    _p("location", r"\b(?:dans|de)\s+quel(?:le)?\s+(?:ville|banlieue|quartier|coin|secteur|village)\b"),
+    _p(
+        "school",
+        r"\btu\s+prends\s+quel(?:le)?\s+(?:bus|autobus|ligne|metro|tram)\b|\bquel(?:le)?\s+(?:bus|autobus|ligne)\s+(?:tu\s+prends|prends-tu)\b",
+        strong=True,
+    ),
 )
 
 # Virtual places: a match on a non-strong pattern is dropped when these are around and "irl" is not.
@@ -810,7 +885,7 @@ IRL: Final = re.compile(
 
 # Talk about requests rather than requests: warnings, quizzes, reports of what someone asked.
 ABOUT_REQUESTS: Final = re.compile(
-    r"\b(?:never|dont ever|don'?t ever|do not|don'?t|dont)\s+(?:tell|share|give|say|post|answer|reply|send"
+    r"\b(?:never|dont ever|don'?t ever|do not|don'?t|dont)\s+(?:tell|share|give|say|post|answer|reply|send|meet|go|agree"
     r"|put|type|ask)\b(?![^.?!]{0,25}\b(?:ur|your|ya)\s+(?:mum|mom|mam|parents|dad|mother|father|family)\b)"
     r"|\bif\s+(?:someone|somebody|anyone|some1|a stranger|strangers|people|they|a person|anybody)\s+"
     r"(?:asks?|wants?)\b"
@@ -819,8 +894,9 @@ ABOUT_REQUESTS: Final = re.compile(
     r"|\basked me\b|\bshould (?:u|you) do if\b|\breminder\b|\brappel\b|\bquiz\b"
     r"|\bbe careful\b|\bcareful (?:sharing|giving|posting|telling|who)\b|\bsharing (?:where|ur|your)\b"
     r"|\bcareful\b[^.?!]{0,20}\b(?:ur|your|address|school)\b|\bdelete (?:it|that|the pic|the photo)\b"
+    r"|\bkeep\s+(?:ur|your)\s+(?:address|school|location|postcode|details)\b[^.!?]{0,30}\bto\s+(?:urself|yourself)\b"
     r"|\bne\s+(?:donnez|donne|dis|dites|partagez|partage)\s+jamais\b|\b(?:donnez|donne|dis|dites)\s+jamais\b"
-    r"|\bjamais\s+(?:votre|ton|ta)\b|\b(?:il|elle|quelqu'un|qqn)\s+(?:voulait|veut|m'a demande)\b"
+    r"|\bjamais\s+(?:votre|ton|ta)\b|\bfaut\s+jamais\b|\bjamais\s+dire\b|\bdis[- ]lui\s+rien\b|\bne\s+dis\s+(?:jamais|rien)\b|\b(?:il|elle|quelqu'un|qqn)\s+(?:voulait|veut|m'a demande)\b"
     r"|\bsavoir\s+o[uù]\s+j'?\s?habite\b|\bmy (?:mum|mom|dad|parents) (?:says|said)\b|\btell (?:a|an) "
     r"(?:mod|adult|teacher|parent)\b|\bwe (?:dont|don'?t) (?:ask|share)\b|\bnon plus\b"
 )
@@ -909,11 +985,6 @@ class Request:
     said: str
 
 
-SCHOOL_TALK: Final = re.compile(
-    r"\b(?:school|skool|class|classes|lesson|lessons|homework|hw|exams?|mocks|test|teacher|year \d+|grade \d+"
-    r"|bus|ecole|college|lycee|cours|classe|devoirs|brevet|bac|prof|poly|polyvalente|primaire|sec \d)\b"
-)
-
 # "ur house number in bloxburg": a qualifier right after the match puts it in a game.
 IN_GAME: Final = re.compile(
     r"[^.?!]{0,20}\b(?:(?:in|on|at)\s+(?:the\s+)?(?:game|bloxburg|adopt me|roblox|minecraft|fortnite|animal crossing"
@@ -948,7 +1019,7 @@ def find(text: Normalised, *, context: str = "", previous: str = "") -> list[Req
                 continue
             if IN_GAME.match(form, match.end()) and not IRL.search(form):
                 break
-            if pattern.context_hint and not SCHOOL_TALK.search(context):
+            if pattern.needs is not None and not pattern.needs.search(context):
                 break
             if pattern.category == "school" and not pattern.strong:
                 if MAGIC_SCHOOL.search(form) or MAGIC_SCHOOL.search(previous):
