@@ -1,6 +1,6 @@
 """Detection quality on labelled corpora, as regression guards (the figures go in the notes).
 
-the nine corpora in ``tests/data/`` were each written independently of
+the ten corpora in ``tests/data/`` were each written independently of
 the rule (by someone who saw neither the rule nor the development corpus), measured once as
 unseen data (figures in the issue notes), then used to find gaps. The shared development corpus
 lives beside the checkout in CI.

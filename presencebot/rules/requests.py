@@ -218,6 +218,9 @@ _PREFIXES: Final = frozenset(
         "wbu",
         "hbu",
         "pour",
+        "anyo",
+        "anyb",
+        "any1",
     }
 )
 
@@ -612,7 +615,7 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
         "meetup",
         r"\b(?:meet|meat|meett)\s+(?:up|me|u|you|ya|irl|in person|in real life|somewhere|at|after|before"
         r"|tomorrow|today|tonight|this|on|sometime|outside|by|near|then)\b"
-        r"(?![^.?!]{0,25}\b(?:vc|voice|discord|spawn|nether|portal|lobby|server|in game|in-game|online"
+        r"(?![^.?!]{0,25}\b(?:vc|voice|discord|spawn|nether|portal|lobby|hub|server|in game|in-game|online"
         r"|realm|island|base|dungeon|in the game|on the map|minecraft|roblox|fortnite|bloxburg|adopt me|zoom"
         r"|teams|call)\b)",
     ),
@@ -866,6 +869,11 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
         r"\btu\s+prends\s+quel(?:le)?\s+(?:bus|autobus|ligne|metro|tram)\b|\bquel(?:le)?\s+(?:bus|autobus|ligne)\s+(?:tu\s+prends|prends-tu)\b",
         strong=True,
     ),
+    _p(
+        "location",
+        rf"\b(?:is\s+)?any(?:one|body|1)\s+(?:else\s+)?(?:home|in|there|in the house)\s+with\s+{YOU}\b|\b{YOU}\s+(?:got|have)\s+any(?:one|body)\s+(?:home|with\s+{YOU})\b",
+        strong=True,
+    ),
 )
 
 # Virtual places: a match on a non-strong pattern is dropped when these are around and "irl" is not.
@@ -892,6 +900,7 @@ ABOUT_REQUESTS: Final = re.compile(
     r"|\b(?:someone|somebody|some1|a man|some man|some guy|a guy|a stranger|this guy|this man|he|she|they|people"
     r"|everyone|some(?:one|body) online)\s+(?:keeps?\s+)?(?:asked|asks|asking|wanted to know|wants to know)\b"
     r"|\basked me\b|\bshould (?:u|you) do if\b|\breminder\b|\brappel\b|\bquiz\b"
+    r"|\b(?:i'?m|im|i am|ur|you'?re)\s+the\s+(?:stranger|bad guy|creep|predator)\b|\b(?:pretend|role ?play|roleplay)\b"
     r"|\bbe careful\b|\bcareful (?:sharing|giving|posting|telling|who)\b|\bsharing (?:where|ur|your)\b"
     r"|\bcareful\b[^.?!]{0,20}\b(?:ur|your|address|school)\b|\bdelete (?:it|that|the pic|the photo)\b"
     r"|\bkeep\s+(?:ur|your)\s+(?:address|school|location|postcode|details)\b[^.!?]{0,30}\bto\s+(?:urself|yourself)\b"
@@ -905,6 +914,9 @@ ABOUT_REQUESTS: Final = re.compile(
 THIRD_PERSON: Final = re.compile(
     r"\b(?:does|did|do|is|are)\s+(?:he|she|they|ur|your)\s*(?:\w+\s+)?(?:live|go|going|work|study)\b"
     r"|\b(?:he|she|they)\s+(?:live|lives|go|goes)\b"
+    r"|\b(?:ur|your)\s+(?:brother|sister|bro|sis|mum|mom|dad|cousin|friend|mate|nan|gran)\s+(?:go|goes|live|lives|work|works)\b"
+    r"|\b(?:ton|ta|tes)\s+(?:frere|soeur|cousin|cousine|pere|mere|pote|ami|amie|copain|copine|fils|fille)\s+"
+    r"(?:va|vont|vit|vivent|habite|habitent|reste|travaille)\b"
 )
 
 # Secrecy or a move to private messages: raises severity.
@@ -988,7 +1000,7 @@ class Request:
 # "ur house number in bloxburg": a qualifier right after the match puts it in a game.
 IN_GAME: Final = re.compile(
     r"[^.?!]{0,20}\b(?:(?:in|on|at)\s+(?:the\s+)?(?:game|bloxburg|adopt me|roblox|minecraft|fortnite|animal crossing"
-    r"|server|realm|map|sims|island|world|brookhaven|gta)|(?:sur|dans)\s+(?:la\s+|le\s+|ton\s+|mon\s+|l')?"
+    r"|server|realm|map|sims|island|world|brookhaven|gta|heli|helicopter|hub|tilted|lobby|spawn|base|vc|party|squad)|(?:sur|dans)\s+(?:la\s+|le\s+|ton\s+|mon\s+|l')?"
     r"(?:map|jeu|game|serveur|minecraft|fortnite|roblox|animal crossing|ile|partie))\b"
 )
 
