@@ -61,7 +61,7 @@ _AGE_PATTERNS: Final = tuple(
     re.compile(p)
     for p in (
         # im 12 / i'm only 12 / i am 12 / iam 12
-        r"\b(?:i'?m|i am|iam|im)\s+(?:only\s+|just\s+|literally\s+|nearly\s+|almost\s+|like\s+)?(\d{1,2})\b"
+        r"\b(?:i'?m|i am|iam|im)\s+(?:only\s+|just\s+|literally\s+|nearly\s+|almost\s+|like\s+|actually\s+|really\s+|rly\s+|acc\s+|tbh\s+)?(\d{1,2})\b"
         + _NOT_AGE_AFTER,
         # 12yo, 13 yo, 12 y/o, 11 years old, 12yrs, 12ans, 14 ans
         r"\b(\d{1,2})\s*(?:yo|y/o|y\.o\.?|yrs?(?:\s*old)?|years?\s*old|year old|ans)\b",
@@ -74,6 +74,7 @@ _AGE_PATTERNS: Final = tuple(
         r"^(\d{1,2})\s+(?:next|in|on|this)\s+(?:month|week|year|june|july|august|september|october|november"
         r"|december|january|february|march|april|may|monday|tuesday|wednesday|thursday|friday|saturday|sunday)\b",
         r"^(\d{1,2})\s*(?:\(|!|,\s)",
+        r"^(\d{1,2})\s+(?:today|2day|tomorrow|tmrw|now)\b",
         # "16 and this is my social life", "14 and my parents...", "33 here", "13 tho"
         r"(?:^|[.!?,;]\s*)(\d{1,2})\s+(?:and|&|n|tho|though|here|btw|lol|haha|rn|now|innit|bruv|mate|ish|yrs?|years|y'?all|ok|so|but|also|et|mdr|ptdr)\b",
         # comma-delimited: "just finished my masters, 24" / "im yaz, 26, i help" / "moi 31"
@@ -171,6 +172,9 @@ _WORD_AGE: Final = re.compile(
     + "|".join(sorted((w for w in _WORDS if " " not in w), key=len, reverse=True))
     + r")\b(?!\s*(?:min|minutes|hours|times|of|days|weeks|months|km|miles))"
     r"|\b(" + "|".join(sorted(_WORDS, key=len, reverse=True)) + r")\s+ans\b"
+    r"|^("
+    + "|".join(sorted((w for w in _WORDS if " " not in w), key=len, reverse=True))
+    + r")\s+(?:and|&|n|tho|here|btw|lol|yo|years|yrs|today|now)\b"
 )
 
 
@@ -181,7 +185,7 @@ def _number_age(text: str) -> AgeStatement | None:
         if _OTHER_PERSON.search(before) or _PAST.search(before):
             worded = None
     if worded is not None:
-        age = _WORDS[worded.group(1) or worded.group(2)]
+        age = _WORDS[worded.group(1) or worded.group(2) or worded.group(3)]
         return AgeStatement(minor=age < ADULT_AGE, age=age, said=worded.group(0)[:40])
     for pattern in _AGE_PATTERNS:
         for match in pattern.finditer(text):

@@ -225,11 +225,15 @@ _PREFIXES: Final = frozenset(
 )
 
 
+# Short words that are cues only on their own ("is it st john's?"), not as the start of others.
+_WHOLE_WORDS: Final = frozenset({"st", "saint"})
+
+
 def _cue(word: str) -> bool:
     word = word.strip("?!.,;:'\"()@#*")
     if "'" in word:  # "j'habite", "t'es", "l'ecole": the word after the elision
         word = word.rsplit("'", 1)[1]
-    return word[:4] in _PREFIXES or word[:3] in _PREFIXES or word[:2] in _PREFIXES
+    return word[:4] in _PREFIXES or word[:3] in _PREFIXES or word[:2] in _PREFIXES or word in _WHOLE_WORDS
 
 
 def maybe(text: str) -> bool:
@@ -481,7 +485,7 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
     _p(
         "location",
         r"\b(?:envoie|envoi|donne|partage|active|allume|mets)(?:[-\s]+moi)?\s+(?:ta|ton)\s+"
-        r"(?:localisation|position|loc|snap\s?map|geoloc|gps)\b",
+        r"(?:localisation|location|position|loc|snap\s?map|geoloc|gps)\b",
         strong=True,
     ),
     _p(
@@ -535,7 +539,11 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
         r"\s+(?:finish|get out|let out|finishes)\b",
         follow_up=True,
     ),
-    _p("school", r"\bwhich\s+(?:bus|train|tram|coach)\b[^.?!]{0,40}\b(?:home|school|skool)\b", strong=True),
+    _p(
+        "school",
+        rf"\b{WHAT}\s+(?:number\s+)?(?:bus|train|tram|coach)\b[^.?!]{{0,40}}\b(?:home|school|skool)\b",
+        strong=True,
+    ),
     _p("school", r"\bschool\s+which\s+one\b"),
     _p("school", rf"\b(?:{DO}\s+)?{YOU}\s+go\s+to\s+(?:st\.?|saint|sainte?)\s+[a-z]+", strong=True),
     _p(
@@ -873,6 +881,16 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
         "location",
         rf"\b(?:is\s+)?any(?:one|body|1)\s+(?:else\s+)?(?:home|in|there|in the house)\s+with\s+{YOU}\b|\b{YOU}\s+(?:got|have)\s+any(?:one|body)\s+(?:home|with\s+{YOU})\b",
         strong=True,
+    ),
+    _p(
+        "school",
+        rf"\b(?:what time|when)\s+(?:does|do|will)\s+(?:school|class|classes|lessons)\s+(?:let out|finish|end|get out|start)\s+(?:for\s+{YOU}|at\s+{YOUR})\b",
+        strong=True,
+    ),
+    _p(
+        "school",
+        r"\bis\s+it\s+(?:st\.?|saint|the)\s+[a-z']+(?:\s+(?:high|academy|primary|school|college))?\s*\?",
+        needs=SCHOOL_TALK,
     ),
 )
 
