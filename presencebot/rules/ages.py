@@ -106,7 +106,8 @@ _GRADE_PATTERNS: Final = tuple(
         r"(?:^|\b(?:je suis|jsuis|j'suis|chuis|chui|chu|suis|moi|toujours|encore|deja|passe|rentre|vais))\s*en\s+(cp|ce1|ce2|cm1|cm2|6e|6eme|5e|5eme|4e|4eme|3e|3eme"
         r"|seconde|2nde|premiere|1ere|terminale|sec\s?[1-5]|[1-6]e annee|sixieme|cinquieme|quatrieme|troisieme)\b",
         r"\b(?:still|i'?m|im|i am)\s+in\s+(?:primary|elementary|middle school|junior high|secondary|high school)\b",
-        r"(?:^|\b(?:je suis|jsuis|chu|chuis|suis|moi|toujours|encore))\s*(?:au|a la)\s+(?:college|primaire|ecole primaire|polyvalente|poly)\b",
+        r"(?:^|\b(?:je suis|jsuis|chu|chuis|suis|moi|toujours|encore))\s*(?:au|a la)\s+(?:college|primaire|ecole primaire|polyvalente|poly|secondaire)\b",
+        r"(?:^|\ben\s+|\bau\s+)(?:[1-6])(?:e|eme|re|ere)\s+(?:annee|secondaire)\b",
         r"\b(\d)(?:st|nd|rd|th)\s+class\b",
         r"\b(?:middle school|primary school|elementary school|junior high|first year in secondary"
         r"|year \d+ (?:is|was|maths|science|bio|homework)|secondary school)\b",

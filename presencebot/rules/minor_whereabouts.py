@@ -216,6 +216,10 @@ def _age_statement(message: Message, text: Normalised, room: RoomView) -> ages.A
 
 
 _WORDS: Final = re.compile(r"[\w.'-]+")
+_GROUP: Final = re.compile(
+    r"\b(?:anyone|anybody|any1|every(?:one|body)|who(?:'?s| is)? (?:up|wants|down)|who wants|y'?all|u guys"
+    r"|you guys|guys|people|qqn|quelqu'?un|tout le monde|vous tous)\b"
+)
 # A message that stops mid-sentence ("what school do") is judged with the message that ends it.
 _DANGLING: Final = re.compile(
     r"\b(?:do|does|did|the|a|an|ur|your|what|which|where|de|ton|ta|dans|quel|quelle|le|la|les)\s*$"
@@ -299,6 +303,8 @@ def _targets(
         return explicit
     if asked is not None and asked.target is not None:
         return [(asked.target, "as a follow-up to their earlier question")]
+    if _GROUP.search(fold(message.text)):
+        return []  # "anyone wanna meet up?": asked of the room, not of one person
     partner = _exchange_partner(message, room)
     return [(partner, "as a follow-up in a two-person exchange")] if partner else []
 

@@ -221,6 +221,15 @@ _PREFIXES: Final = frozenset(
         "anyo",
         "anyb",
         "any1",
+        "file",
+        "lach",
+        "renc",
+        "nous",
+        "deva",
+        "lets",
+        "let'",
+        "wann",
+        "shal",
     }
 )
 
@@ -519,7 +528,7 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
     _p(
         "school",
         rf"\b(?:who'?s|whos|who is|who r|who are|whats|what'?s|wots)\s+{YOUR}\s+(?:[a-z]+\s+)?(?:teacher|tutor"
-        r"|form tutor|head\s?teacher|principal|homeroom|class teacher)\b",
+        r"|form tutor|head\s?teacher|principal|homeroom|class teacher)(?:s|'s)?\b",
     ),
     _p("school", rf"\b{WHAT}\s+class\s+{BE}\s+{YOU}\s+in\b"),
     _p(
@@ -621,6 +630,7 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
     # --- meetup ----------------------------------------------------------------------------------
     _p(
         "meetup",
+        r"(?<!nice to )(?<!good to )(?<!glad to )(?<!great to )(?<!lovely to )(?<!pleasure to )"
         r"\b(?:meet|meat|meett)\s+(?:up|me|u|you|ya|irl|in person|in real life|somewhere|at|after|before"
         r"|tomorrow|today|tonight|this|on|sometime|outside|by|near|then)\b"
         r"(?![^.?!]{0,25}\b(?:vc|voice|discord|spawn|nether|portal|lobby|hub|server|in game|in-game|online"
@@ -637,7 +647,7 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
     _p(
         "meetup",
         r"\bcome\s+(?:over|round|around)\b(?![^.?!]{0,25}\b(?:island|base|server|world|realm|game"
-        r"|adopt me|bloxburg|roblox|minecraft|dodo)\b)",
+        r"|adopt me|bloxburg|roblox|minecraft|dodo|voice|vc|channel|discord|call|stream|twitch|lobby)\b)",
     ),
     _p(
         "meetup",
@@ -652,6 +662,7 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
         "meetup",
         r"\bon\s+se\s+(?:voit|voie|capte|retrouve|rejoint|rencontre|capt|rejoins|croise|donne rdv)\b"
         r"(?!\s+(?:sur|en)\s+(?:discord|vocal|ligne|fortnite|le serveur|minecraft|roblox|la game))",
+        contextual=True,
     ),
     _p(
         "meetup",
@@ -892,6 +903,56 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
         r"\bis\s+it\s+(?:st\.?|saint|the)\s+[a-z']+(?:\s+(?:high|academy|primary|school|college))?\s*\?",
         needs=SCHOOL_TALK,
     ),
+    _p(
+        "meetup",
+        r"\b(?:lets|let's|wanna|we could|we should|shall we|want to|u wanna)\s+(?:grab|get)\s+(?:a\s+|some\s+)?(?:milkshake|coffee|drink|bite|food|pizza|burger|ice ?cream|bubble tea|boba|snack|maccies|mcdonalds|maccas|lunch|dinner|breakfast|shake)s?\b",
+    ),
+    _p(
+        "meetup",
+        r"\b(?:te|vous)\s+(?:rejoindre|retrouver|rencontrer|voir)\s+(?:a|au|chez|devant|en vrai|samedi|dimanche|demain|ce soir)\b|\bje\s+peux\s+te\s+(?:rejoindre|retrouver)\b",
+        strong=True,
+    ),
+    _p(
+        "meetup",
+        r"\b(?:nous|on)\s+(?:pourrions|pourrait|pourra|devrions|pouvons)\s+nous\s+(?:voir|retrouver|rencontrer|rejoindre)\b|\bse\s+(?:rencontrer|retrouver|voir)\s+en\s+(?:personne|vrai)\b|\bon\s+se\s+voit\s+en\s+vrai\b",
+        strong=True,
+    ),
+    _p("meetup", r"\bje\s+t'?\s?attends?\s+devant\s+chez\s+toi\b|\bdevant\s+chez\s+toi\b", strong=True),
+    _p(
+        "address",
+        r"\b(?:file|balance|lache|donne|envoie)[-\s]+(?:moi\s+)?(?:ton|ta)\s+(?:adresse|adr|addresse|code postal|numero de rue)\b(?!\s*(?:mail|e-?mail|courriel|ip))",
+        strong=True,
+    ),
+    _p(
+        "address",
+        r"\b(?:ton|ta)\s+(?:house|maison)\s+adresse\b|\b(?:ton|ta)\s+(?:adresse|adr)\s+(?:exacte|complete|precise)\b",
+        strong=True,
+    ),
+    _p(
+        "location",
+        r"\b(?:restes?|habites?|vis)-tu\s+(?:en|a|au|dans|pres|proche|loin)\b(?!\s+(?:souper|diner|manger|coucher|dormir))",
+        strong=True,
+    ),
+    _p(
+        "location",
+        r"\b(?:active|allume|mets|partage)\s+(?:ta|ton)\s+(?:localisation|location|position|loc|snap\s?map|gps)\b",
+        strong=True,
+    ),
+    _p(
+        "school",
+        r"\b(?:a\s+)?quelle\s+heure\s+(?:tu\s+)?(?:finis|sors|termines|quittes)\b[^.?!]{0,25}\b(?:ecole|college|lycee|cours|classe|poly|primaire)\b",
+        strong=True,
+    ),
+    _p(
+        "school",
+        r"\bquel\s+numero\s+d'?\s?(?:autobus|bus)\b|\b(?:autobus|bus)\s+(?:que\s+)?tu\s+prends\b",
+        strong=True,
+    ),
+    _p(
+        "school",
+        r"\b(?:t'?\s?es|tu\s+es|tu\s+vas)\s+(?:a|à|dans)\s+quel(?:le)?\s+(?:ecole|college|lycee|polyvalente|poly|primaire|etablissement)\b",
+        strong=True,
+    ),
 )
 
 # Virtual places: a match on a non-strong pattern is dropped when these are around and "irl" is not.
@@ -899,11 +960,17 @@ VIRTUAL: Final = re.compile(
     r"\b(?:minecraft|roblox|fortnite|bloxburg|adopt me|animal crossing|wizard101|hogwarts|poudlard|server|serveur"
     r"|realm|spawn|lobby|dungeon|nether|portal|base|coords?|coordinates|coordonnees|in game|in-game|ingame"
     r"|(?:in|on|into|join|play|playing) the game|on the map|the map|island|dodo code|vc|voice chat|discord|ip|world|guild|clan|raid|skin"
-    r"|la map|la game|la partie|le jeu|tilted|party code|battle pass|lobby|loot|le lobby)\b"
+    r"|la map|la game|la partie|le jeu|tilted|party code|battle pass|lobby|loot|le lobby|voc|vocal|portail)\b"
 )
 MAGIC_SCHOOL: Final = re.compile(
     r"\b(?:wizard101|wizard 101|hogwarts|poudlard|magic|spell|spells|fire|ice|storm"
     r"|myth|life|death|balance)\b"
+)
+# A real place named in the request itself outweighs game talk just before it.
+REAL_PLACE: Final = re.compile(
+    r"\b(?:mcdo|mcdonalds?|maccies|maccas|parc|park|gare|station|ecole|school|college|centre commercial|mall"
+    r"|chez (?:toi|moi|vous|nous)|cinema|cine|bibliotheque|library|mediatheque|cafe|piscine|pool|plage|beach"
+    r"|skatepark|shops?|boutique|magasin|depanneur|tim hortons|starbucks|subway|kfc|bus stop|arret)\b"
 )
 IRL: Final = re.compile(
     r"\b(?:irl|in real life|real life|for real|real address|real one|en vrai|dans la vraie vie)\b"
@@ -919,6 +986,7 @@ ABOUT_REQUESTS: Final = re.compile(
     r"|everyone|some(?:one|body) online)\s+(?:keeps?\s+)?(?:asked|asks|asking|wanted to know|wants to know)\b"
     r"|\basked me\b|\bshould (?:u|you) do if\b|\breminder\b|\brappel\b|\bquiz\b"
     r"|\b(?:i'?m|im|i am|ur|you'?re)\s+the\s+(?:stranger|bad guy|creep|predator)\b|\b(?:pretend|role ?play|roleplay)\b"
+    r"|\bsi\s+(?:quelqu'?un|qqn|qq1|un inconnu|on)\s+(?:te|vous)\s+(?:demande|veut)\b|\bparles?-en\s+a\b"
     r"|\bbe careful\b|\bcareful (?:sharing|giving|posting|telling|who)\b|\bsharing (?:where|ur|your)\b"
     r"|\bcareful\b[^.?!]{0,20}\b(?:ur|your|address|school)\b|\bdelete (?:it|that|the pic|the photo)\b"
     r"|\bkeep\s+(?:ur|your)\s+(?:address|school|location|postcode|details)\b[^.!?]{0,30}\bto\s+(?:urself|yourself)\b"
@@ -1057,7 +1125,9 @@ def find(text: Normalised, *, context: str = "", previous: str = "") -> list[Req
             elif not pattern.strong:
                 if IRL.search(form):
                     pass
-                elif VIRTUAL.search(form) or (pattern.contextual and VIRTUAL.search(previous)):
+                elif VIRTUAL.search(form) or (
+                    pattern.contextual and VIRTUAL.search(previous) and not REAL_PLACE.search(form)
+                ):
                     break
             found.append(Request(pattern.category, pattern.strong, pattern.follow_up, match.group(0)[:60]))
             break
