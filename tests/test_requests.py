@@ -101,6 +101,13 @@ def categories(text: str, context: str = "") -> set[str]:
         ("so ur home alone right now?", "location"),
         ("whos ur art teacher?", "school"),
         ("which class are you in this year", "school"),
+        # a game shop is a real shop; "on y va" is the speaker and the target going together
+        ("lets meet at the game shop on saturday and trade", "meetup"),
+        ("je passe te chercher si tu veux, on y va ensemble", "meetup"),
+        ("tell me ur school", "school"),
+        ("on s'voit au parc ?", "meetup"),
+        ("dans quel kartier tu restes", "location"),
+        ("tes tout seul a la maison ?", "location"),
     ],
 )
 def test_requests(text: str, category: str) -> None:
@@ -124,6 +131,7 @@ def test_requests(text: str, category: str) -> None:
         ("🏠 addy?", "address"),
         ("📍 pls", "location"),
         ("t'h4b1t3s où", "location"),
+        ("whаt сchооl do u go to", "school"),  # Cyrillic а, с, о spelling "cchool"
     ],
 )
 def test_evasions(text: str, category: str) -> None:
@@ -164,6 +172,9 @@ def test_evasions(text: str, category: str) -> None:
         "faut jamais dire ton école ni où tu restes",
         "please never meet up with anyone you only know online",
         "keep your address and school to yourself",
+        "il y va tous les jours, il habite à côté",
+        "elle va à quelle école ?",
+        "meet me at the base in the game",
     ],
 )
 def test_not_requests(text: str) -> None:

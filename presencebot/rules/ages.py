@@ -75,6 +75,7 @@ _AGE_PATTERNS: Final = tuple(
         r"|december|january|february|march|april|may|monday|tuesday|wednesday|thursday|friday|saturday|sunday)\b",
         r"^(\d{1,2})\s*(?:\(|!|,\s)",
         r"^(\d{1,2})\s+(?:today|2day|tomorrow|tmrw|now)\b",
+        r"^(\d{1,2})a\b",
         # "16 and this is my social life", "14 and my parents...", "33 here", "13 tho"
         r"(?:^|[.!?,;]\s*)(\d{1,2})\s+(?:and|&|n|tho|though|here|btw|lol|haha|rn|now|innit|bruv|mate|ish|yrs?|years|y'?all|ok|so|but|also|et|mdr|ptdr)\b",
         # comma-delimited: "just finished my masters, 24" / "im yaz, 26, i help" / "moi 31"
@@ -93,7 +94,11 @@ _GRADE_PATTERNS: Final = tuple(
     for p in (
         r"\b(?:year|yr|y)\s?(\d{1,2})\b(?!s\b|\s*(?:olds?|old|kids|students|pupils|class(?:es)?\b(?!\s+(?:is|was))))",
         r"\b(?<!passed )(?<!passing )(?:grade|gr)\s?(\d{1,2})\b(?!s\b|\s*(?:piano|violin|viola|cello|guitar|music|theory|singing|drums|flute|clarinet|trumpet|sax|saxophone|ballet|dance|tap|swimming|karate|judo|ukulele|recorder|harp))",
-        r"\b(\d{1,2})(?:st|nd|rd|th)\s+grader?\b",
+        r"\b(\d{1,2})(?:st|nd|rd|th)\s+(?:grader?|gr|grd)\b",
+        r"\b(?:middle|high|elementary|primary)\s?schooler\b",
+        r"\b(?:my\s+)?(?:gcse|gcses|sats|junior cert|leaving cert|brevet)\s+year\b|\bits my gcse\b",
+        r"\b(?:i'?m|im|i am)\s+(?:in|at)\s+(?:juniors|junior school|infants|infant school)\b",
+        r"(?:^|\b(?:je suis|jsuis|chu|chuis|chui|suis|encore|toujours))\s*en\s+(?:primaire|maternelle)\b",
         r"\b(?:first|second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth|eleventh|twelfth)\s+(?:grade|grader)\b",
         r"\b(?:year|grade)\s+(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve)\b",
         r"(?:^|\bin\s+)s([1-6])\b",
@@ -391,6 +396,12 @@ _AGE_WORDS: Final = frozenset(
         "third",
         "second",
         "tenth",
+        "middle",
+        "schooler",
+        "juniors",
+        "infants",
+        "gcse",
+        "maternelle",
     ]
 )
 
@@ -420,7 +431,7 @@ def statement(plain: str) -> AgeStatement | None:
 _BARE_NUMBER = re.compile(
     r"^\s*(\d{1,2}|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|fifteen|sixteen|seventeen"
     r"|eighteen|nineteen|twenty|dix|onze|douze|treize|quatorze|quinze|seize)"
-    r"(?:\s*(?:ans|yo|y/o|years?|yrs?))?(?:\s*$|\s*[.!,?]|\s+(?:why|lol|u|wbu|hbu|and|&|n|nearly|almost|pk|et|toi|haha|btw)\b)"
+    r"(?:\s*(?:ans|yo|y/o|years?|yrs?))?(?:\s*$|\s*[.!,?]|\s+(?:why|lol|u|wbu|hbu|and|&|n|nearly|almost|pk|et|toi|haha|btw|pis|moi|pourquoi|ans)\b)"
 )
 HOW_OLD: Final = re.compile(
     r"\b(?:how old|hw old|age\?|ur age|your age|asl|quel age|t'as quel age|tu as quel age|quel est ton age)\b"

@@ -216,13 +216,14 @@ def _age_statement(message: Message, text: Normalised, room: RoomView) -> ages.A
 
 
 _WORDS: Final = re.compile(r"[\w.'-]+")
+_AT_SOMEONE: Final = re.compile(r"(?:^|\s)@[\w.-]{2,}")
 _GROUP: Final = re.compile(
     r"\b(?:anyone|anybody|any1|every(?:one|body)|who(?:'?s| is)? (?:up|wants|down)|who wants|y'?all|u guys"
     r"|you guys|guys|people|qqn|quelqu'?un|tout le monde|vous tous)\b"
 )
 # A message that stops mid-sentence ("what school do") is judged with the message that ends it.
 _DANGLING: Final = re.compile(
-    r"\b(?:do|does|did|the|a|an|ur|your|what|which|where|de|ton|ta|dans|quel|quelle|le|la|les)\s*$"
+    r"\b(?:do|does|did|the|a|an|ur|your|what|which|where|ton|ta|dans|quel|quelle)\s*$"
 )
 
 
@@ -303,8 +304,11 @@ def _targets(
         return explicit
     if asked is not None and asked.target is not None:
         return [(asked.target, "as a follow-up to their earlier question")]
-    if _GROUP.search(fold(message.text)):
-        return []  # "anyone wanna meet up?": asked of the room, not of one person
+    folded = fold(message.text)
+    if _GROUP.search(folded) or _AT_SOMEONE.search(folded):
+        # "anyone wanna meet up?" is asked of the room; "@steve where u living" of someone the
+        # room has not heard from yet: neither is aimed at the other person in the exchange.
+        return []
     partner = _exchange_partner(message, room)
     return [(partner, "as a follow-up in a two-person exchange")] if partner else []
 

@@ -230,6 +230,12 @@ _PREFIXES: Final = frozenset(
         "let'",
         "wann",
         "shal",
+        "tell",
+        "sort",
+        "kart",
+        "voya",
+        "s're",
+        "seule",
     }
 )
 
@@ -288,7 +294,8 @@ SCHOOL_TALK: Final = re.compile(
     r"|bus|ecole|college|lycee|cours|classe|devoirs|brevet|bac|prof|poly|polyvalente|primaire|sec \d)\b"
 )
 STREET_TALK: Final = re.compile(
-    r"\b(?:road|rd|street|st|avenue|ave|lane|close|drive|crescent|way|court|terrace|rue|chemin|boulevard|allee)\b"
+    r"\b(?:road|rd|street|st|avenue|ave|lane|close|drive|crescent|way|court|terrace|rue|chemin|boulevard|allee|house"
+    r"|flat|apartment|appart)\b"
 )
 
 
@@ -499,7 +506,7 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
     ),
     _p(
         "location",
-        r"\b(?:t'?\s?es(?:-tu)?|tu\s+es|tu\s+habites?|tu\s+vis|tu\s+restes)\s+(?:proche|pres|pas loin|a cote|loin)\s+"
+        r"\b(?:t'?\s?es(?:-tu)?|tu\s+es|tu\s+habites?|t'?\s?habites?|tu\s+vis|tu\s+restes)\s+(?:proche|pres|pas loin|a cote|loin)\s+"
         r"(?:de|d')",
     ),
     _p(
@@ -514,8 +521,8 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
     # --- school ----------------------------------------------------------------------------------
     _p(
         "school",
-        rf"\b{WHAT}\s+(?:school|skool|skl|skul|schol|skewl|primary|secondary|high\s?school|middle school|college"
-        r"|elementary|academy|sixth form|grammar|comp)\b(?!\s+(?:subject|subjects|like|is (?:he|she|they)"
+        rf"\b{WHAT}\s+(?:school|skool|skl|skul|schol|skewl|cchool|primary|secondary|high\s?school|middle school|college"
+        r"|elementary|academy|sixth form|grammar|comp|junior\s?school|infant school|prep school)\b(?!\s+(?:subject|subjects|like|is (?:he|she|they)"
         r"|are (?:they|he|she)|do (?:they|ur kids|your kids)|does (?:he|she)))",
     ),
     _p(
@@ -660,7 +667,7 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
     _p("meetup", r"\bsneak\s+out\b", strong=True),
     _p(
         "meetup",
-        r"\bon\s+se\s+(?:voit|voie|capte|retrouve|rejoint|rencontre|capt|rejoins|croise|donne rdv)\b"
+        r"\bon\s+s(?:e\s+|'\s?)(?:voit|voie|voyait|verrait|capte|captait|retrouve|retrouvait|rejoint|rejoignait|rencontre|capt|rejoins|croise|donne rdv)\b"
         r"(?!\s+(?:sur|en)\s+(?:discord|vocal|ligne|fortnite|le serveur|minecraft|roblox|la game))",
         contextual=True,
     ),
@@ -696,7 +703,7 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
     ),
     _p(
         "meetup",
-        r"\b(?:venir|viens|venez)\s+chez\s+(?:moi|nous)\b|\brejoins[- ]moi\b|\bon\s+se\s+voit\s+irl\b",
+        r"\b(?:venir|viens(?:-tu)?|venez)\s+chez\s+(?:moi|nous)\b|\brejoins[- ]moi\b|\bon\s+se\s+voit\s+irl\b",
         strong=True,
     ),
     _p(
@@ -804,7 +811,7 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
     ),
     _p(
         "location",
-        r"\b(?:t'?\s?es(?:-tu)?|tu\s+es)\s+(?:tout\s+|toute\s+)?seule?\s+(?:chez\s+(?:toi|vous)|a la maison|a la maison)|\btes\s+parents\s+(?:sont|sont-ils)\s+(?:la|partis|pas la|sortis)",
+        r"\b(?:t'?\s?(?:es(?:-tu)?\s+)?|tu\s+es\s+)(?:tout\s+|toute\s+)?seule?\s+(?:chez\s+(?:toi|vous)|a\s+(?:la\s+)?maison)|\btes\s+parents\s+(?:sont|sont-ils)\s+(?:la|partis|pas la|sortis)|\btes\s+parents\s+rentrent\s+quand\b",
         strong=True,
     ),
     _p(
@@ -953,6 +960,40 @@ PATTERNS: Final[tuple[Pattern, ...]] = (
         r"\b(?:t'?\s?es|tu\s+es|tu\s+vas)\s+(?:a|à|dans)\s+quel(?:le)?\s+(?:ecole|college|lycee|polyvalente|poly|primaire|etablissement)\b",
         strong=True,
     ),
+    _p(
+        "school",
+        rf"\b(?:tell|give|send|drop|say)\s+(?:me\s+)?{YOUR}\s+(?:school|skool|academy|primary|high school|school name)\b",
+        strong=True,
+    ),
+    _p(
+        "school",
+        rf"\b{YOUR}\s+(?:school|skool)\s+(?:is|must be|prob|probably|is prob|is probably)\s+(?:the|near|by|on|in|at|next)\b",
+    ),
+    _p(
+        "location",
+        rf"\b(?:let\s+{YOU}|{YOU}\s+(?:allowed\s+to|can))\s+(?:walk|go)\s+to\s+the\s+(?:park|shops|beach|library|station)\s+(?:alone|on\s+{YOUR}\s+own|by\s+(?:urself|yourself))",
+        strong=True,
+    ),
+    _p(
+        "meetup",
+        r"\bmeet\s+(?:up\s+)?for\s+(?:a\s+)?(?:coffee|drink|milkshake|walk|chat|bite|food|pizza|burger|ice ?cream)\b",
+    ),
+    _p(
+        "meetup",
+        r"\bcome\s+to\s+the\s+(?:shops|park|mall|library|station|cinema|beach|skatepark|arena|pool|corner|shop|chippy|rec)\b",
+    ),
+    _p(
+        "school",
+        r"\b(?:sortez|finissez|terminez|quittez)(?:-vous)?\b[^.?!]{0,25}\b(?:ecole|college|lycee|cours)\b|\ba\s+(?:quelle|kel|kelle)\s+heure\s+(?:sortez|finissez)-vous\b",
+        strong=True,
+    ),
+    _p(
+        "school",
+        r"\b(?:tu\s+)?(?:finis|sors|termines)\s+(?:a|à)\s+(?:quelle|kel|kelle)\s+heure\b[^.?!]{0,20}\b(?:ecole|college|lycee|cours|poly)\b",
+        strong=True,
+    ),
+    _p("school", r"\bquel\s+numero\b[^.?!]{0,12}\b(?:autobus|bus)\b", strong=True),
+    _p("location", r"\b(?:dans|de)\s+(?:quel|kel)\s+(?:kartier|quartie|cartier)\b", strong=True),
 )
 
 # Virtual places: a match on a non-strong pattern is dropped when these are around and "irl" is not.
@@ -980,6 +1021,7 @@ IRL: Final = re.compile(
 ABOUT_REQUESTS: Final = re.compile(
     r"\b(?:never|dont ever|don'?t ever|do not|don'?t|dont)\s+(?:tell|share|give|say|post|answer|reply|send|meet|go|agree"
     r"|put|type|ask)\b(?![^.?!]{0,25}\b(?:ur|your|ya)\s+(?:mum|mom|mam|parents|dad|mother|father|family)\b)"
+    r"(?!\s+(?:them|him|her|anyone|any1|nobody|ur \w+|your \w+)\s+(?:but|and|ok|k)\b)"
     r"|\bif\s+(?:someone|somebody|anyone|some1|a stranger|strangers|people|they|a person|anybody)\s+"
     r"(?:asks?|wants?)\b"
     r"|\b(?:someone|somebody|some1|a man|some man|some guy|a guy|a stranger|this guy|this man|he|she|they|people"
@@ -1003,6 +1045,8 @@ THIRD_PERSON: Final = re.compile(
     r"|\b(?:ur|your)\s+(?:brother|sister|bro|sis|mum|mom|dad|cousin|friend|mate|nan|gran)\s+(?:go|goes|live|lives|work|works)\b"
     r"|\b(?:ton|ta|tes)\s+(?:frere|soeur|cousin|cousine|pere|mere|pote|ami|amie|copain|copine|fils|fille)\s+"
     r"(?:va|vont|vit|vivent|habite|habitent|reste|travaille)\b"
+    r"|\b(?:il|elle|ils|elles|a|(?<!on )y)\s+(?:va|vont|habite|habitent|vit|reste|demenage|demenagent)\b"
+    r"|\bde\s+(?:ton|ta)\s+(?:frere|soeur|cousin|cousine|pote|ami|amie|copain|copine)\b"
 )
 
 # Secrecy or a move to private messages: raises severity.
@@ -1085,8 +1129,8 @@ class Request:
 
 # "ur house number in bloxburg": a qualifier right after the match puts it in a game.
 IN_GAME: Final = re.compile(
-    r"[^.?!]{0,20}\b(?:(?:in|on|at)\s+(?:the\s+)?(?:game|bloxburg|adopt me|roblox|minecraft|fortnite|animal crossing"
-    r"|server|realm|map|sims|island|world|brookhaven|gta|heli|helicopter|hub|tilted|lobby|spawn|base|vc|party|squad)|(?:sur|dans)\s+(?:la\s+|le\s+|ton\s+|mon\s+|l')?"
+    r"[^.?!]{0,20}\b(?:(?:in|on|at)\s+(?:the\s+)?(?:game(?!\s+(?:shop|store|cafe|centre|center|stop))|bloxburg|adopt me|roblox|minecraft|fortnite|animal crossing"
+    r"|server|realm|map|sims|island|world|brookhaven|gta|heli|helicopter|hub|tilted|lobby|spawn|base|vc|party|squad)|(?:a|au)\s+(?:ta|ma|la|ton|mon)\s+(?:base|spawn|ile|lobby)|(?:sur|dans)\s+(?:la\s+|le\s+|ton\s+|mon\s+|l')?"
     r"(?:map|jeu|game|serveur|minecraft|fortnite|roblox|animal crossing|ile|partie))\b"
 )
 
@@ -1115,9 +1159,11 @@ def find(text: Normalised, *, context: str = "", previous: str = "") -> list[Req
             match = pattern.regex.search(form)
             if match is None:
                 continue
-            if IN_GAME.match(form, match.end()) and not IRL.search(form):
+            if IN_GAME.search(form, match.start(), match.end() + 40) and not IRL.search(form):
                 break
-            if pattern.needs is not None and not pattern.needs.search(context):
+            if pattern.needs is not None and not (
+                pattern.needs.search(context) or pattern.needs.search(form)
+            ):
                 break
             if pattern.category == "school" and not pattern.strong:
                 if MAGIC_SCHOOL.search(form) or MAGIC_SCHOOL.search(previous):
