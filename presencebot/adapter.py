@@ -36,8 +36,23 @@ class Capabilities:
     direct_messages: bool = True
 
 
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who runs the bot, for the places a protocol lets a client describe itself (an IRC
+    realname, CTCP VERSION, an XMPP vCard): being overt includes saying so there too."""
+
+    agency: str
+    info_url: str
+    version: str
+
+    def describe(self) -> str:
+        return f"{self.agency} police presence bot (presencebot {self.version}) - {self.info_url}"
+
+
 class AdapterHost(Protocol):
-    """What the runtime offers an adapter: one way in, in order."""
+    """What the runtime offers an adapter: one way in, in order, and who the bot speaks for."""
+
+    identity: Identity
 
     async def emit(self, event: Event) -> None:
         """Hand an event to the runtime; returns once it has been handled (back-pressure)."""

@@ -39,6 +39,11 @@ CATALOGUE: Final[dict[str, dict[str, str]]] = {
             "If you are in danger right now, call {emergency}."
         ),
         "report.usage": "To report something, send me a private message: !report what happened",
+        "leave.goodbye": (
+            "Leaving at the request of a channel operator. {agency} will not come back unless "
+            "invited again. More: {info_url}"
+        ),
+        "leave.not_operator": "Only an operator of this room can ask me to leave (!police leave).",
         "report.private_only": (
             "Please do not report in the room: send me a private message starting with !report."
         ),
@@ -83,6 +88,11 @@ CATALOGUE: Final[dict[str, dict[str, str]]] = {
         "report.usage": (
             "Pour signaler quelque chose, envoie-moi un message privé : !report ce qui s'est passé"
         ),
+        "leave.goodbye": (
+            "Je pars à la demande d'un opérateur du salon. {agency} ne reviendra que sur "
+            "invitation. En savoir plus : {info_url}"
+        ),
+        "leave.not_operator": ("Seul un opérateur de ce salon peut me demander de partir (!police leave)."),
         "report.private_only": (
             "Merci de ne pas signaler dans le salon : envoie-moi un message privé commençant par !report."
         ),

@@ -114,12 +114,28 @@ class RoomDefaults(_Model):
 class RoomConfig(RoomSettings):
     id: str = Field(min_length=1, max_length=200)
     rejoin_on_kick: bool = False
+    announce_every_minutes: float | None = Field(
+        default=None,
+        ge=5,
+        le=10_080,
+        description="Post the badge again every this many minutes while in the room (off by default).",
+    )
 
 
 class InvitePolicy(_Model):
+    """Who may bring the bot into a room that is not in the config (consent of the room's owners)."""
+
     allow: list[str] = Field(
         default_factory=list,
         description="Accounts allowed to invite the bot into rooms not listed in config.",
+    )
+    masks: list[str] = Field(
+        default_factory=list,
+        description="Protocol addresses allowed to invite (IRC nick!user@host, with * and ? wildcards).",
+    )
+    room_operators: bool = Field(
+        default=False,
+        description="Accept an invite from an operator of the room the bot is invited to.",
     )
 
 

@@ -80,6 +80,9 @@ class Message:
     """Sent privately to the bot rather than to the room."""
     is_history: bool = False
     """Replayed history (XMPP MUC history, a backlog): kept for context, never flagged as live."""
+    by_operator: bool = False
+    """The protocol says the author moderates this room (IRC channel operator, XMPP moderator,
+    Discord member with Manage Channels): only they may ask the bot to leave."""
     id: EventId = field(default_factory=new_event_id)
 
 
@@ -113,9 +116,15 @@ class JoinFailed:
 
 @dataclass(frozen=True, slots=True)
 class Invited:
+    """Someone asked the bot into a room; the runtime decides (consent policy) whether to go."""
+
     room: RoomRef
     by: Author
     at: datetime = field(default_factory=utcnow)
+    by_mask: str | None = None
+    """The inviter's protocol address where accounts are not enough (IRC ``nick!user@host``)."""
+    by_operator: bool | None = None
+    """Whether the inviter moderates the target room (``None``: the protocol could not tell)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fnmatch
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,11 +23,11 @@ from enum import StrEnum
 import structlog
 from pydantic import BaseModel
 
-from presencebot import alerts, catalogue, commands
-from presencebot.adapter import Adapter
+from presencebot import __version__, alerts, catalogue, commands
+from presencebot.adapter import Adapter, Identity
 from presencebot.backoff import ExponentialBackoff
 from presencebot.badge import Badge
-from presencebot.config import Config
+from presencebot.config import Config, InvitePolicy
 from presencebot.errors import FatalAdapterError, StoreError
 from presencebot.events import (
     Banned,
@@ -59,6 +60,18 @@ class RoomState(StrEnum):
     BANNED = "banned"
     FAILED = "failed"
     LEFT = "left"
+    DISMISSED = "dismissed"
+    """A room operator asked the bot to leave (``!police leave``): back only on a new invite."""
+
+
+# The decisions that outlive a restart (kept in the store), and what each means on start-up.
+_REMEMBERED: dict[str, RoomState] = {
+    "kicked": RoomState.KICKED,
+    "banned": RoomState.BANNED,
+    "dismissed": RoomState.DISMISSED,
+    "invited": RoomState.WANTED,
+}
+_LEAVE_WORDS = frozenset({"leave", "part", "quit", "pars", "partir", "quitte"})
 
 
 @dataclass(slots=True)
@@ -67,6 +80,9 @@ class RoomRecord:
     state: RoomState
     rejoin_on_kick: bool = False
     announcements: int = 0
+    announce_every: float | None = None
+    """Seconds between periodic re-announcements of the badge (``None``: only on join)."""
+    announced_at: float = 0.0
 
 
 @dataclass(slots=True)
@@ -83,12 +99,33 @@ class NetworkSlot:
     fatal: str | None = None
 
 
+def invite_allowed(policy: InvitePolicy, event: Invited) -> str | None:
+    """Why the inviter may bring the bot into the room, or ``None`` (declined).
+
+    An allowed account, an allowed protocol address (glob, case-insensitive), or — when the policy
+    says so — an operator of the very room the bot is invited to.
+    """
+    account = event.by.account
+    if account is not None and account.casefold() in {a.casefold() for a in policy.allow}:
+        return f"account {account} is allowed"
+    if event.by_mask is not None:
+        mask = event.by_mask.casefold()
+        for pattern in policy.masks:
+            if fnmatch.fnmatchcase(mask, pattern.casefold()):
+                return f"address matches {pattern}"
+    if policy.room_operators and event.by_operator:
+        return "an operator of the room"
+    return None
+
+
 class _Host:
     """The AdapterHost handed to one adapter instance: events go to the runtime, tagged."""
 
     def __init__(self, runtime: Runtime, network: str) -> None:
         self._runtime = runtime
         self._network = network
+        agency = runtime.config.agency
+        self.identity = Identity(agency.name, agency.info_url, __version__)
 
     async def emit(self, event: Event) -> None:
         await self._runtime.handle(self._network, event)
@@ -113,7 +150,10 @@ class Runtime:
             slot = NetworkSlot(name, cls, settings)
             for room in config.network(name).rooms:
                 ref = RoomRef(name, RoomId(room.id))
-                slot.rooms[ref.id] = RoomRecord(ref, RoomState.WANTED, room.rejoin_on_kick)
+                every = room.announce_every_minutes * 60 if room.announce_every_minutes else None
+                slot.rooms[ref.id] = RoomRecord(
+                    ref, RoomState.WANTED, room.rejoin_on_kick, announce_every=every
+                )
             self.networks[name] = slot
         self.contexts: dict[RoomRef, RoomContext] = {}
         self._notify = [(n.name, n.sink) for n in config.notify]
@@ -123,6 +163,7 @@ class Runtime:
         self._unsaved: deque[alerts.Alert] = deque()
         self._unsaved_added = asyncio.Event()
         self._command_last: dict[tuple[RoomRef, str], float] = {}
+        self._reannounce_tick = 30.0
 
     # --- lifecycle -------------------------------------------------------------------------
     async def run(self) -> int:
@@ -131,7 +172,9 @@ class Runtime:
         Returns the process exit status: 0, or 1 if an adapter stopped on a fatal error.
         """
         await self.store.open()
+        await self._recall_room_states()
         retry = asyncio.create_task(self._keep_trying(), name="unsaved-alerts")
+        reannounce = asyncio.create_task(self._reannounce(), name="reannounce")
         try:
             self._tasks = [
                 asyncio.create_task(self._supervise(slot), name=f"adapter:{slot.name}")
@@ -148,7 +191,8 @@ class Runtime:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         finally:
             retry.cancel()
-            await asyncio.gather(retry, return_exceptions=True)
+            reannounce.cancel()
+            await asyncio.gather(retry, reannounce, return_exceptions=True)
             await self._last_try()
             await self.store.close()
             log.info("runtime.stopped")
@@ -157,6 +201,60 @@ class Runtime:
     def stop(self) -> None:
         """Ask for a clean shutdown (SIGINT/SIGTERM): adapters are closed, the store flushed."""
         self._stopping.set()
+
+    async def _recall_room_states(self) -> None:
+        """Apply what room operators decided before a restart: a kick, a ban or ``!police leave``
+        keeps the bot out of a configured room; an accepted invite brings it back in."""
+        try:
+            rows = await self.store.room_states()
+        except StoreError as exc:
+            log.error("room_states.unreadable", error=str(exc))
+            return
+        for row in rows:
+            slot = self.networks.get(row.network)
+            state = _REMEMBERED.get(row.state)
+            if slot is None or state is None:
+                continue
+            record = slot.rooms.get(RoomId(row.room))
+            if record is None:
+                if state is not RoomState.WANTED:
+                    continue
+                record = slot.rooms[RoomId(row.room)] = RoomRecord(
+                    RoomRef(row.network, RoomId(row.room)), state
+                )
+            record.state = state
+            log.info("room.state_recalled", network=row.network, room=row.room, state=row.state)
+
+    async def _remember(self, ref: RoomRef, state: str, reason: str = "") -> None:
+        try:
+            await self.store.set_room_state(ref.network, str(ref.id), state, reason)
+        except StoreError as exc:  # the decision still holds in memory for this run
+            log.error("room_state.not_saved", error=str(exc), state=state)
+
+    async def _reannounce(self) -> None:
+        """Post the badge again in rooms configured with ``announce_every_minutes``."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self._reannounce_tick)
+            now = loop.time()
+            for slot in self.networks.values():
+                adapter = slot.adapter
+                if adapter is None or not slot.connected:
+                    continue
+                for record in list(slot.rooms.values()):
+                    every = record.announce_every
+                    if record.state is not RoomState.ACTIVE or every is None:
+                        continue
+                    if now - record.announced_at < every:
+                        continue
+                    record.announced_at = now
+                    try:
+                        await adapter.announce(record.ref.id, self.badge_for(record.ref))
+                    except Exception as exc:
+                        log.warning("room.reannounce_failed", room=str(record.ref.id), error=repr(exc))
+                        continue
+                    record.announcements += 1
+                    log.info("room.reannounced", room=str(record.ref.id), announcements=record.announcements)
 
     async def _supervise(self, slot: NetworkSlot) -> None:
         """Run ``slot``'s adapter; restart a fresh instance with backoff whenever it crashes."""
@@ -240,9 +338,12 @@ class Runtime:
             record.state = RoomState.WANTED if record.rejoin_on_kick else RoomState.KICKED
             if record.rejoin_on_kick and slot.connected:
                 await self._join(slot, record)
+            elif not record.rejoin_on_kick:
+                await self._remember(record.ref, "kicked", f"by {event.by}: {event.reason}")
         elif isinstance(event, Banned):
             log.warning("room.banned", reason=event.reason)
             record.state = RoomState.BANNED
+            await self._remember(record.ref, "banned", event.reason)
         elif isinstance(event, JoinFailed):
             log.warning("room.join_failed", reason=event.reason)
             record.state = RoomState.FAILED
@@ -270,20 +371,23 @@ class Runtime:
             return
         record.state = RoomState.ACTIVE
         record.announcements += 1
+        record.announced_at = asyncio.get_running_loop().time()
         log.info("room.announced", announcements=record.announcements)
 
     async def _on_invited(self, slot: NetworkSlot, event: Invited, record: RoomRecord | None) -> None:
-        allowed = self.config.network(slot.name).invites.allow
-        inviter = event.by.account
-        if inviter is None or inviter not in allowed:
-            log.warning("room.invite_declined", inviter=str(event.by))
+        """Consent: go only where the room's owners want the bot (see :func:`invite_allowed`)."""
+        policy = self.config.network(slot.name).invites
+        why = invite_allowed(policy, event)
+        if why is None:
+            log.warning("room.invite_declined", inviter=str(event.by), mask=event.by_mask)
             return
         if record is None:
             record = slot.rooms[event.room.id] = RoomRecord(event.room, RoomState.WANTED)
         elif record.state is RoomState.ACTIVE:
             return
-        log.info("room.invite_accepted", inviter=str(event.by))
+        log.info("room.invite_accepted", inviter=str(event.by), because=why)
         record.state = RoomState.WANTED
+        await self._remember(record.ref, "invited", f"by {event.by} ({why})")
         if slot.connected:
             await self._join(slot, record)
 
@@ -335,6 +439,9 @@ class Runtime:
 
     async def _on_command(self, adapter: Adapter, message: Message, command: commands.Command) -> None:
         settings = effective_settings(self.config, message.room.network, message.room.id)
+        if command.name == "police" and command.args.casefold() in _LEAVE_WORDS and not message.is_direct:
+            await self._on_leave_request(adapter, message, settings.language)
+            return
         if self._cooling_down(message, command):
             log.info("command.cooldown", command=command.name)
             return
@@ -357,6 +464,23 @@ class Runtime:
                 message.room.id,
                 catalogue.text(settings.language, key, alert_id=alert.id, emergency=emergency),
             )
+
+    async def _on_leave_request(self, adapter: Adapter, message: Message, language: str) -> None:
+        """``!police leave``: a room operator's word is enough; anyone else is told who can."""
+        if not message.by_operator:
+            if not self._cooling_down(message, commands.Command("leave", "")):
+                await adapter.send(message.room.id, catalogue.text(language, "leave.not_operator"))
+            return
+        slot = self.networks[message.room.network]
+        record = slot.rooms.get(message.room.id)
+        log.warning("room.dismissed", by=str(message.author))
+        if record is not None:
+            record.state = RoomState.DISMISSED
+        await self._remember(message.room, "dismissed", f"!police leave by {message.author}")
+        goodbye = catalogue.text(
+            language, "leave.goodbye", agency=self.config.agency.name, info_url=self.config.agency.info_url
+        )
+        await adapter.leave(message.room.id, goodbye)
 
     async def _raise(self, adapter: Adapter, alert: alerts.Alert) -> bool:
         """Store the alert (and its outbox rows) durably, then show it where the adapter can.

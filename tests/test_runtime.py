@@ -414,3 +414,113 @@ async def test_police_and_help_have_a_cooldown_per_room(
     await adapter.inbox.put(msg("lily", "hi"))
     await until(lambda: h.runtime.pipeline.stats["minor_whereabouts"].calls == 1)  # "hi" came last
     assert [room for room, _ in adapter.sent] == ["#kids", "@lily"]
+
+
+async def test_invites_by_mask_or_by_an_operator_of_that_room(
+    start_runtime: Start, scripted: type[ScriptedAdapter]
+) -> None:
+    config = make_config(
+        networks=[
+            {
+                "name": "net",
+                "adapter": "scripted",
+                "invites": {"masks": ["*!*@trusted.example"], "room_operators": True},
+            }
+        ]
+    )
+    with capture_logs() as logs:
+        start_runtime(config, {"net": scripted}, [])
+        await until(lambda: bool(scripted.instances))
+        adapter = scripted.instances[0]
+        room = lambda name: RoomRef("net", RoomId(name))  # noqa: E731
+        # Not an operator there, unknown address: declined.
+        await adapter.inbox.put(
+            Invited(room("#a"), Author("eve"), by_mask="eve!e@evil.example", by_operator=False)
+        )
+        # The protocol could not tell: declined (consent must be shown, not assumed).
+        await adapter.inbox.put(Invited(room("#b"), Author("bob"), by_mask="bob!b@x", by_operator=None))
+        await adapter.inbox.put(Invited(room("#c"), Author("tim"), by_mask="Tim!t@TRUSTED.example"))
+        await adapter.inbox.put(Invited(room("#d"), Author("op"), by_mask="op!o@x", by_operator=True))
+        await until(lambda: len(adapter.announced) == 2)
+    assert adapter.joins == ["#c", "#d"]
+    accepted = [e["because"] for e in logs if e["event"] == "room.invite_accepted"]
+    assert accepted == ["address matches *!*@trusted.example", "an operator of the room"]
+    assert sum(e["event"] == "room.invite_declined" for e in logs) == 2
+
+
+async def test_police_leave_is_obeyed_from_an_operator_only_and_remembered(
+    start_runtime: Start, scripted: type[ScriptedAdapter], tmp_path: Path
+) -> None:
+    store = SQLiteStore(tmp_path / "alerts.db")
+    h = start_runtime(make_config(), {"net": scripted}, [], store)
+    adapter = await announced(scripted)
+    await adapter.inbox.put(msg("kid", "!police leave"))
+    await until(lambda: bool(adapter.sent))
+    assert adapter.leaves == []
+    assert "Only an operator" in adapter.sent[0][1]
+    await adapter.inbox.put(msg("chanop", "!police leave", by_operator=True))
+    await until(lambda: bool(adapter.leaves))
+    room, goodbye = adapter.leaves[0]
+    assert room == "#kids" and "operator" in goodbye and "invited again" in goodbye
+    assert h.runtime.networks["net"].rooms[KIDS.id].state is RoomState.DISMISSED
+    await h.stop()
+
+    # A restart of the whole bot keeps out of the room, until someone allowed invites it again.
+    config = make_config(
+        networks=[
+            {
+                "name": "net",
+                "adapter": "scripted",
+                "rooms": [{"id": "#kids"}],
+                "invites": {"room_operators": True},
+            }
+        ]
+    )
+    h2 = start_runtime(config, {"net": scripted}, [], SQLiteStore(tmp_path / "alerts.db"))
+    await until(lambda: len(scripted.instances) == 2)
+    again = scripted.instances[1]
+    await asyncio.sleep(0.05)
+    assert again.joins == []
+    assert h2.runtime.networks["net"].rooms[KIDS.id].state is RoomState.DISMISSED
+    await again.inbox.put(Invited(KIDS, Author("chanop"), by_operator=True))
+    await until(lambda: bool(again.announced))
+    assert again.joins == ["#kids"]
+
+
+async def test_a_kick_is_remembered_across_a_restart(
+    start_runtime: Start, scripted: type[ScriptedAdapter], tmp_path: Path
+) -> None:
+    h = start_runtime(make_config(), {"net": scripted}, [], SQLiteStore(tmp_path / "a.db"))
+    adapter = await announced(scripted)
+    await adapter.inbox.put(Kicked(KIDS, by=Author("op"), reason="no bots here"))
+    await until(lambda: h.runtime.networks["net"].rooms[KIDS.id].state is RoomState.KICKED)
+    await h.stop()
+    h2 = start_runtime(make_config(), {"net": scripted}, [], SQLiteStore(tmp_path / "a.db"))
+    await until(lambda: len(scripted.instances) == 2)
+    await asyncio.sleep(0.05)
+    assert scripted.instances[1].joins == []
+    assert h2.runtime.networks["net"].rooms[KIDS.id].state is RoomState.KICKED
+
+
+async def test_periodic_reannounce_only_where_configured(
+    start_runtime: Start, scripted: type[ScriptedAdapter]
+) -> None:
+    config = make_config(
+        networks=[
+            {
+                "name": "net",
+                "adapter": "scripted",
+                "rooms": [{"id": "#kids", "announce_every_minutes": 5}, {"id": "#quiet"}],
+            }
+        ]
+    )
+    h = start_runtime(config, {"net": scripted}, [])
+    h.runtime._reannounce_tick = 0.01  # before the runtime task first runs
+    record = h.runtime.networks["net"].rooms[KIDS.id]
+    assert record.announce_every == 300
+    record.announce_every = 0.05  # 5 minutes, shortened for the test
+    await until(lambda: bool(scripted.instances) and len(scripted.instances[0].announced) >= 2)
+    adapter = scripted.instances[0]
+    await until(lambda: len(adapter.announced) >= 4)
+    rooms = [room for room, _ in adapter.announced[2:]]
+    assert set(rooms) == {"#kids"}

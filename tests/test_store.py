@@ -26,7 +26,8 @@ PLUS2 = timezone(timedelta(hours=2))
 LILY = Author("lily", AccountId("lily-acct"))
 MARK = Author("mark")  # no account
 NOTIFY = [("police", "email"), ("duty", "sms")]  # deliberately not in alphabetical order
-TABLES = {"alerts", "evidence", "outbox"}
+TABLES_V1 = {"alerts", "evidence", "outbox"}
+TABLES = {*TABLES_V1, "room_states"}
 
 
 def make_alert(
@@ -353,6 +354,7 @@ def test_migrate_refuses_newer_schema(tmp_path: Path) -> None:
 async def test_failing_migration_step_leaves_previous_version(
     db: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr("presencebot.store.sqlite.MIGRATIONS", MIGRATIONS[:1])
     s = SQLiteStore(db)
     await s.open()
     stored = await s.add(make_alert(), NOTIFY)
@@ -367,7 +369,7 @@ async def test_failing_migration_step_leaves_previous_version(
     with pytest.raises(StoreError, match="no_such_table"):
         await s.open()
     assert user_version(db) == 1
-    assert tables(db) == TABLES  # step 1's tables remain, step 2's table is gone
+    assert tables(db) == TABLES_V1  # step 1's tables remain, step 2's table is gone
     with raw(db) as conn:
         columns = [r[1] for r in conn.execute("PRAGMA table_info(alerts)")]
         assert "extra" not in columns
@@ -560,3 +562,27 @@ async def test_hostile_strings_round_trip_exactly(store: SQLiteStore, db: Path) 
         await store.acknowledge(AlertId(EVIL), EVIL)
     assert tables(db) >= TABLES
     assert [a.id for a in await store.list()] == [alert.id]
+
+
+async def test_room_states_are_kept_updated_and_cleared(db: Path) -> None:
+    s = SQLiteStore(db)
+    await s.open()
+    try:
+        await s.set_room_state("libera", "#kids", "kicked", "by op: bye")
+        await s.set_room_state("libera", "#kids", "dismissed", "!police leave")
+        await s.set_room_state("libera", "#other", "invited", "by alice")
+        rows = {(r.network, r.room): r for r in await s.room_states()}
+        assert rows[("libera", "#kids")].state == "dismissed"
+        assert rows[("libera", "#kids")].reason == "!police leave"
+        assert rows[("libera", "#other")].state == "invited"
+        await s.clear_room_state("libera", "#kids")
+        assert [(r.network, r.room) for r in await s.room_states()] == [("libera", "#other")]
+    finally:
+        await s.close()
+    # A fresh open of the same file still knows.
+    s = SQLiteStore(db)
+    await s.open()
+    try:
+        assert [r.state for r in await s.room_states()] == ["invited"]
+    finally:
+        await s.close()

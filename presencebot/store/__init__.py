@@ -8,11 +8,21 @@ only ever receives flagged evidence.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from presencebot.alerts import Alert, AlertState
 from presencebot.config import Config
 from presencebot.ids import AlertId
+
+
+@dataclass(frozen=True, slots=True)
+class RoomStateRow:
+    network: str
+    room: str
+    state: str
+    reason: str
+    updated_at: str
 
 
 class AlertStore(Protocol):
@@ -32,6 +42,14 @@ class AlertStore(Protocol):
     async def list(self, *, state: AlertState | None = None, limit: int = 100) -> list[Alert]: ...
 
     async def acknowledge(self, alert_id: AlertId, by: str) -> Alert: ...
+
+    async def set_room_state(self, network: str, room: str, state: str, reason: str) -> None:
+        """Remember a decision about a room (``kicked``, ``banned``, ``dismissed``, ``invited``)."""
+        ...
+
+    async def clear_room_state(self, network: str, room: str) -> None: ...
+
+    async def room_states(self) -> Sequence[RoomStateRow]: ...
 
 
 def open_store(config: Config) -> AlertStore:

@@ -53,4 +53,16 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     );
     CREATE INDEX outbox_due ON outbox (state, next_attempt_at);
     """,
+    # 2: what the room operators decided about the bot (kicked, banned, asked to leave, invited),
+    # so that a restart does not walk back into a room it was told to leave.
+    """
+    CREATE TABLE room_states (
+        network     TEXT NOT NULL,
+        room        TEXT NOT NULL,
+        state       TEXT NOT NULL,
+        reason      TEXT NOT NULL DEFAULT '',
+        updated_at  TEXT NOT NULL,
+        PRIMARY KEY (network, room)
+    );
+    """,
 )

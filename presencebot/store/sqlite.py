@@ -22,6 +22,7 @@ from presencebot.errors import AlertNotFound, StoreError
 from presencebot.events import RoomRef, utcnow
 from presencebot.ids import AlertId, EventId, RoomId
 from presencebot.rule import Severity
+from presencebot.store import RoomStateRow
 from presencebot.store.migrations import MIGRATIONS
 
 T = TypeVar("T")
@@ -139,6 +140,36 @@ class SQLiteStore:
         if self._conn is None:
             raise StoreError("the alert store is not open")
         return self._conn
+
+    # --- room states -------------------------------------------------------------------------
+    async def set_room_state(self, network: str, room: str, state: str, reason: str) -> None:
+        def write() -> None:
+            with self.conn:
+                self.conn.execute(
+                    "INSERT INTO room_states (network, room, state, reason, updated_at)"
+                    " VALUES (?, ?, ?, ?, ?)"
+                    " ON CONFLICT (network, room) DO UPDATE SET"
+                    " state = excluded.state, reason = excluded.reason, updated_at = excluded.updated_at",
+                    (network, room, state, reason[:500], utcnow().isoformat()),
+                )
+
+        await self._call(write)
+
+    async def clear_room_state(self, network: str, room: str) -> None:
+        def write() -> None:
+            with self.conn:
+                self.conn.execute("DELETE FROM room_states WHERE network = ? AND room = ?", (network, room))
+
+        await self._call(write)
+
+    async def room_states(self) -> list[RoomStateRow]:
+        def query() -> list[RoomStateRow]:
+            rows = self.conn.execute(
+                "SELECT network, room, state, reason, updated_at FROM room_states ORDER BY network, room"
+            ).fetchall()
+            return [RoomStateRow(*row) for row in rows]
+
+        return await self._call(query)
 
     # --- alerts ------------------------------------------------------------------------------
     async def add(self, alert: Alert, notify: Sequence[tuple[str, str]]) -> Alert:
