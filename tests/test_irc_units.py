@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from presencebot.adapters.irc import IrcSettings
+from presencebot.adapters.irc import IrcAdapter, IrcSettings
 from presencebot.adapters.irc.adapter import strip_formatting
 from presencebot.adapters.irc.caps import CapNegotiation
 from presencebot.adapters.irc.lines import LINE_BYTES, budget, clean, split
@@ -145,3 +148,93 @@ def test_settings_defaults_are_safe_and_mistakes_are_named() -> None:
         IrcSettings(host="h", sasl="external")
     with pytest.raises(ValidationError, match="nick"):
         IrcSettings(host="h", nick="9lives")
+
+
+class _Host:
+    def __init__(self) -> None:
+        from presencebot.adapter import Identity
+
+        self.identity = Identity("Demo Police Service", "https://example.org/presencebot", "0")
+        self.events: list[object] = []
+
+    async def emit(self, event: object) -> None:
+        self.events.append(event)
+
+
+_COMMANDS = [
+    "PRIVMSG #kids",
+    "PRIVMSG PolicePresence",
+    "NOTICE #kids",
+    "JOIN",
+    "PART #kids",
+    "KICK #kids",
+    "MODE #kids",
+    "NICK",
+    "QUIT",
+    "INVITE PolicePresence",
+    "CAP * LS",
+    "CAP * ACK",
+    "AUTHENTICATE",
+    "001 PolicePresence",
+    "005 PolicePresence",
+    "353 PolicePresence =",
+    "354 PolicePresence",
+    "319 PolicePresence",
+    "330 PolicePresence",
+    "433 *",
+    "474 PolicePresence",
+    "904 PolicePresence",
+    "ACCOUNT",
+    "ERROR",
+    "PING",
+]
+_line = st.builds(
+    lambda tags, prefix, command, args: (tags + prefix + command + " " + args).encode(
+        "utf-8", "surrogatepass"
+    ),
+    st.sampled_from(["", "@time=nonsense;account=x ", "@=;;= ", "@msgid ", "@+draft/reply=\\s "]),
+    st.sampled_from(["", ":", ":lily!l@h ", ":irc.test ", ": ", ":!@ "]),
+    st.sampled_from(_COMMANDS),
+    st.text(max_size=80),
+)
+
+
+@given(st.lists(st.one_of(_line, st.binary(max_size=300)), max_size=25))
+@settings(max_examples=300, deadline=None)
+def test_no_server_input_can_crash_the_adapter(chunks: list[bytes]) -> None:
+    """Arbitrary bytes and malformed lines from the server: each costs at most itself."""
+
+    async def feed() -> None:
+        from presencebot.adapters.irc.adapter import _Reactor
+
+        host = _Host()
+        adapter = IrcAdapter("irc", IrcSettings(host="h", tls=False), host)
+        reactor = _Reactor(loop=asyncio.get_running_loop())
+        reactor.add_global_handler("all_events", adapter._on_irc_event, 0)
+        conn = reactor.server()
+        conn.buffer = conn.buffer_class()
+        conn.real_nickname = conn.nickname = "PolicePresence"
+        conn.real_server_name = ""
+        adapter._conn = conn
+        adapter.state.my_nick = "PolicePresence"
+        for chunk in chunks:
+            conn.process_data(chunk + b"\r\n")
+        conn.process_data(b"\n".join(chunks))
+        await asyncio.sleep(0)
+        for task in asyncio.all_tasks() - {asyncio.current_task()}:
+            task.cancel()
+
+    asyncio.run(feed())
+
+
+def test_sasl_external_sends_an_empty_response() -> None:
+    neg = CapNegotiation("EXTERNAL", "police")
+    assert neg.on_cap(["LS", "sasl=PLAIN,EXTERNAL"]) == ["CAP REQ :sasl"]
+    assert neg.on_cap(["ACK", "sasl"]) == ["AUTHENTICATE EXTERNAL"]
+    assert neg.on_authenticate("+") == ["AUTHENTICATE +"]
+    assert neg.on_numeric("903", "ok") == ["CAP END"]
+
+
+def test_sasl_mechanism_the_server_lacks_is_not_requested() -> None:
+    neg = CapNegotiation("EXTERNAL", "police")
+    assert neg.on_cap(["LS", "sasl=PLAIN server-time"]) == ["CAP REQ :server-time"]

@@ -467,13 +467,14 @@ class IrcAdapter(Adapter):
         self._nick_attempts += 1
         limit = self.state.info.nicklen
         current = self.state.my_nick
+        # Before 005 the real NICKLEN is unknown, so a nick is cut only when the server says it
+        # is erroneous (432), to the NICKLEN it announced or RFC 1459's 9.
         if code == "432" and len(current) > limit:
             candidate = current[:limit]
         elif self._nick_attempts < len(self._nick_candidates):
-            candidate = self._nick_candidates[self._nick_attempts][:limit]
+            candidate = self._nick_candidates[self._nick_attempts]
         else:
-            base = self.opts.nick[: max(1, limit - 2)]
-            candidate = f"{base}_{self._nick_attempts}"[:limit]
+            candidate = f"{self.opts.nick[: max(1, limit - 3)]}_{self._nick_attempts}"
         if self._nick_attempts > 12:
             self._fail(f"the server refused every nick tried (last: {current!r}, {code})")
             return
@@ -482,7 +483,8 @@ class IrcAdapter(Adapter):
         self._raw(f"NICK {candidate}")
 
     def _on_bad_password(self, event: IrcEvent) -> None:
-        self._fail("the server refused the server password (464); check server_password")
+        if self._fatal is None:
+            self._fail("the server refused the server password; check server_password")
 
     def _on_join(self, event: IrcEvent) -> None:
         source = NickMask(event.source)
@@ -554,6 +556,9 @@ class IrcAdapter(Adapter):
     def _on_error(self, event: IrcEvent) -> None:
         text = str(event.target or (event.arguments[0] if event.arguments else ""))
         log.warning("irc.server_error", text=lines.clean(text)[:200])
+        if not self._ready and "password" in text.casefold():
+            # Some servers (ngircd) answer a bad PASS with ERROR and no 464.
+            self._on_bad_password(event)
 
     def _on_disconnect(self, event: IrcEvent) -> None:
         reason = str(event.arguments[0]) if event.arguments else ""
