@@ -555,3 +555,24 @@ def test_same_room_id_on_two_networks_is_fine() -> None:
     )
     parsed = config.parse(text, environ={})
     assert [n.rooms[0].id for n in parsed.networks] == ["#r", "#r"]
+
+
+@pytest.mark.parametrize(
+    "example", sorted((DEFAULT_FILE.parent / "examples").glob("*.toml")), ids=lambda p: p.name
+)
+def test_example_configs_pass_check(example: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["check", "--config", str(example)]) == 0, capsys.readouterr()
+
+
+def test_irc_settings_mistakes_are_reported_with_their_lines(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "irc.toml"
+    path.write_text(
+        '[[networks]]\nname = "libera"\nadapter = "irc"\n\n[networks.settings]\nhost = "irc.libera.chat"\n'
+        'sasl = "plain"\nflood_rate = -1\nnick = "9bad"\n'
+    )
+    assert cli.main(["check", "--config", str(path)]) == 2
+    captured = capsys.readouterr()
+    out = captured.out + captured.err
+    assert "flood_rate" in out and "nick" in out and ":8" in out  # flood_rate is on line 8
