@@ -50,7 +50,7 @@ from presencebot.events import (
     utcnow,
 )
 from presencebot.ids import AccountId, RoomId
-from presencebot.throttle import Outbox, Pending, Undeliverable
+from presencebot.throttle import Outbox, OutboxFull, Pending, Undeliverable
 
 from . import lines
 from .caps import CapNegotiation
@@ -345,7 +345,10 @@ class IrcAdapter(Adapter):
 
     async def send(self, room: RoomId, text: str) -> None:
         for line in self._privmsgs(room, text):
-            self._put(line)
+            try:
+                self._put(line)
+            except OutboxFull:
+                return  # already reported as undelivered; the rest of this text would be too
 
     async def announce(self, room: RoomId, badge: Badge) -> None:
         """Post the coloured badge and wait until it is written: the room is watched only after."""
@@ -612,6 +615,8 @@ class IrcAdapter(Adapter):
         key = self.state.info.fold(source.nick)
         if now - self._ctcp_last.get(key, -CTCP_COOLDOWN) < CTCP_COOLDOWN:
             return  # no CTCP flood amplification
+        if len(self._ctcp_last) > 1000:  # forget old requesters: memory stays bounded
+            self._ctcp_last = {k: t for k, t in self._ctcp_last.items() if now - t < CTCP_COOLDOWN}
         self._ctcp_last[key] = now
         identity = self.host.identity
         replies = {
@@ -623,7 +628,8 @@ class IrcAdapter(Adapter):
         }
         if query in replies:
             reply = lines.clean(f"{query} {replies[query]}".strip())[:300]
-            self.outbox.put(source.nick, f"NOTICE {source.nick} :\x01{reply}\x01")
+            with contextlib.suppress(OutboxFull):
+                self.outbox.put(source.nick, f"NOTICE {source.nick} :\x01{reply}\x01")
 
     def _on_invite(self, event: IrcEvent) -> None:
         source = NickMask(event.source)
