@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import MutableMapping
+from contextvars import ContextVar, Token
 from typing import Any, TextIO
 
 import structlog
@@ -31,6 +32,31 @@ def redact_chat_text(
     if method != "debug":
         for key in CHAT_TEXT_KEYS & event_dict.keys():
             event_dict[key] = "[redacted]"
+    return event_dict
+
+
+# The room and event id of the message being handled. One ContextVar set per message (instead of
+# structlog's one per key) because it is set at chat speed; merge_message_context puts it on
+# every line logged meanwhile, like structlog.contextvars does for the rest.
+_MESSAGE: ContextVar[tuple[str, str] | None] = ContextVar("presencebot_message", default=None)
+MessageToken = Token[tuple[str, str] | None]
+
+
+def bind_message(room: str, event_id: str) -> MessageToken:
+    return _MESSAGE.set((room, event_id))
+
+
+def unbind_message(token: MessageToken) -> None:
+    _MESSAGE.reset(token)
+
+
+def merge_message_context(
+    _logger: object, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    bound = _MESSAGE.get()
+    if bound is not None:
+        event_dict.setdefault("room", bound[0])
+        event_dict.setdefault("event_id", bound[1])
     return event_dict
 
 
@@ -63,6 +89,7 @@ def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = No
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
+            merge_message_context,
             redact_chat_text,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),

@@ -44,6 +44,7 @@ class RoomContext:
         self._recent: deque[Message] = deque(maxlen=max_messages)
         self._participants: OrderedDict[str, Participant] = OrderedDict()
         self._version = 0
+        self._fact_versions: dict[str, int] = {}
 
     # --- what rules read -------------------------------------------------------------------
     @property
@@ -59,6 +60,11 @@ class RoomContext:
         """Changes whenever someone joins the participants, leaves them, or changes nick: lets a
         rule cache an index of nicks until it is stale."""
         return self._version
+
+    def fact_version(self, key: str) -> int:
+        """Changes whenever a fact named ``key`` is recorded: lets a rule cache what it derives
+        from, say, everyone's stated age without re-reading every participant per message."""
+        return self._fact_versions.get(key, 0)
 
     def participant(self, author: Author) -> Participant | None:
         return self._participants.get(author.key)
@@ -117,6 +123,7 @@ class RoomContext:
             if observation.ttl_seconds is not None
             else None
         )
+        self._fact_versions[observation.key] = self._fact_versions.get(observation.key, 0) + 1
         participant.facts[observation.key] = Fact(
             value=observation.value,
             source=observation.source,

@@ -123,6 +123,10 @@ class RoomView(Protocol):
         """Changes whenever the participants or their nicks change (for caching nick indexes)."""
         ...
 
+    def fact_version(self, key: str) -> int:
+        """Changes whenever a fact named ``key`` is recorded (for caching what rules derive)."""
+        ...
+
     def participant(self, author: Author) -> ParticipantView | None: ...
     def find_nick(self, nick: str) -> ParticipantView | None:
         """The most recently active participant using ``nick`` (case-insensitive)."""

@@ -24,6 +24,7 @@ import structlog
 from pydantic import BaseModel
 
 from presencebot import __version__, alerts, catalogue, commands
+from presencebot import log as log_context
 from presencebot.adapter import Adapter, Identity
 from presencebot.backoff import ExponentialBackoff
 from presencebot.badge import Badge
@@ -299,8 +300,11 @@ class Runtime:
         """The single entry point for everything every adapter reports."""
         slot = self.networks[network]
         if isinstance(event, Message):
-            with structlog.contextvars.bound_contextvars(room=str(event.room.id), event_id=event.id):
+            token = log_context.bind_message(event.room.id, event.id)
+            try:
                 await self._on_message(slot, event)
+            finally:
+                log_context.unbind_message(token)
         elif isinstance(event, Connected):
             await self._on_connected(slot)
         elif isinstance(event, Disconnected):

@@ -33,7 +33,7 @@ from typing import Any
 import structlog
 from structlog.testing import LogCapture
 
-from presencebot.log import redact_chat_text
+from presencebot.log import merge_message_context, redact_chat_text
 from presencebot.replay import Line, replay
 from presencebot.rule import Flag, Rule
 
@@ -48,7 +48,12 @@ def capture_logs() -> Iterator[list[MutableMapping[str, Any]]]:
     capture = LogCapture()
     previous = structlog.get_config()
     structlog.configure(
-        processors=[structlog.contextvars.merge_contextvars, redact_chat_text, capture],
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            merge_message_context,
+            redact_chat_text,
+            capture,
+        ],
         cache_logger_on_first_use=False,
     )
     try:

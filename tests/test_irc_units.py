@@ -210,8 +210,8 @@ def test_no_server_input_can_crash_the_adapter(chunks: list[bytes]) -> None:
         host = _Host()
         adapter = IrcAdapter("irc", IrcSettings(host="h", tls=False), host)
         reactor = _Reactor(loop=asyncio.get_running_loop())
-        reactor.add_global_handler("all_events", adapter._on_irc_event, 0)
         conn = reactor.server()
+        conn.on_event = adapter._on_irc_event
         conn.buffer = conn.buffer_class()
         conn.real_nickname = conn.nickname = "PolicePresence"
         conn.real_server_name = ""

@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import re
 import ssl
+from collections.abc import Callable, Coroutine, Generator
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -99,6 +101,16 @@ class _LineBuffer(LenientDecodingLineBuffer):  # type: ignore[misc]
 
 class _Connection(AioConnection):  # type: ignore[misc]
     buffer_class = _LineBuffer
+    on_event: Callable[[IrcEvent], None] | None = None
+
+    def _handle_event(self, event: IrcEvent) -> None:
+        """Straight to the adapter. The library's reactor takes a lock and sorts its handler
+        lists for every event, twice per line (the raw line and the parsed one); the only
+        reactor handler we need is its PONG, done here."""
+        if event.type == "ping":
+            self.pong(event.target)
+        if self.on_event is not None:
+            self.on_event(event)
 
     def process_data(self, new_data: bytes) -> None:
         """As the library's, but one unparseable line (or a bug in a handler) costs that line
@@ -151,7 +163,7 @@ class IrcAdapter(Adapter):
         self.connects = 0
         self._priority = {t.casefold() for t in settings.priority_targets}
         self._rooms: dict[str, RoomId] = {}
-        self._events: asyncio.Queue[Event] = asyncio.Queue()
+        self._events: asyncio.Queue[Event | _Resume] = asyncio.Queue()
         self._conn: _Connection | None = None
         self._neg = CapNegotiation()
         self._registered = asyncio.Event()
@@ -165,6 +177,7 @@ class IrcAdapter(Adapter):
         self._whois: dict[str, _Whois] = {}
         self._ctcp_last: dict[str, float] = {}
         self._closing = False
+        self._pump_busy = False
 
     # --- the connection loop ---------------------------------------------------------------
     async def run(self) -> None:
@@ -219,8 +232,8 @@ class IrcAdapter(Adapter):
         self.state = ServerState()
         self.state.my_nick = opts.nick
         reactor = _Reactor(loop=loop, on_connect=self._on_socket)
-        reactor.add_global_handler("all_events", self._on_irc_event, 0)
         conn = self._conn = reactor.server()
+        conn.on_event = self._on_irc_event
         self._last_rx = loop.time()
         log.info("irc.connecting", host=opts.host, port=opts.effective_port, tls=opts.tls)
         await asyncio.wait_for(
@@ -315,17 +328,43 @@ class IrcAdapter(Adapter):
 
     # --- to the runtime ----------------------------------------------------------------------
     async def _pump(self) -> None:
+        """Hands queued events to the runtime, one at a time, in order."""
         while True:
-            event = await self._events.get()
+            item = await self._events.get()
+            self._pump_busy = True
             try:
-                await self.host.emit(event)
+                if isinstance(item, _Resume):
+                    await asyncio.create_task(item.finish(), context=item.context)
+                else:
+                    await self.host.emit(item)
             except Exception as exc:
-                log.error("irc.emit_failed", kind=type(event).__name__, error=repr(exc))
+                log.error("irc.emit_failed", kind=type(item).__name__, error=repr(exc))
             finally:
+                self._pump_busy = False
                 self._events.task_done()
 
     def _emit(self, event: Event) -> None:
-        self._events.put_nowait(event)
+        """Hand ``event`` to the runtime now if nothing is queued before it, else queue it.
+
+        Most events (ordinary chat) are handled by the runtime without waiting for anything, so
+        they are run to completion right here, in the socket's callback: a trip through a
+        queue would cost a whole event-loop iteration per line. An event whose handling has to
+        wait (an alert being stored, the badge being sent) is finished on the pump, and every
+        later event queues behind it, so the order is always the order of the lines.
+        """
+        if not self._events.empty() or self._pump_busy:
+            self._events.put_nowait(event)
+            return
+        context = contextvars.copy_context()
+        coro = self.host.emit(event)
+        try:
+            blocked = context.run(coro.send, None)
+        except StopIteration:
+            return
+        except Exception as exc:
+            log.error("irc.emit_failed", kind=type(event).__name__, error=repr(exc))
+            return
+        self._events.put_nowait(_Resume(coro, blocked, context))
 
     def _room(self, channel: str) -> RoomId:
         """The room id as configured (``#Kids`` and ``#kids`` are one channel on IRC)."""
@@ -395,10 +434,10 @@ class IrcAdapter(Adapter):
         for line in self._neg.start():
             transport.write(f"{line}\r\n".encode())
 
-    def _on_irc_event(self, conn: AioConnection, event: IrcEvent) -> None:
-        self._last_rx = asyncio.get_running_loop().time()
+    def _on_irc_event(self, event: IrcEvent) -> None:
         kind = str(getattr(event.type, "code", event.type))
         if kind == "all_raw_messages":
+            self._last_rx = asyncio.get_running_loop().time()
             return
         handler = _HANDLERS.get(kind)
         if handler is not None:
@@ -680,6 +719,43 @@ class IrcAdapter(Adapter):
             pending = self._whois.get(self.state.info.fold(str(event.arguments[0])))
             if pending is not None and not pending.done.done():
                 pending.done.set_result(None)
+
+
+class _Resume:
+    """A runtime coroutine that ran its first step eagerly and now waits for ``blocked``."""
+
+    def __init__(self, coro: Coroutine[Any, Any, None], blocked: Any, context: contextvars.Context) -> None:
+        self.coro = coro
+        self.blocked = blocked
+        self.context = context
+
+    async def finish(self) -> None:
+        await _Continue(self.coro, self.blocked)
+
+
+class _Continue:
+    """Awaitable that lets the current task drive a coroutine already started elsewhere: first
+    it waits for what the coroutine is blocked on, then delegates, as ``await`` would have."""
+
+    def __init__(self, coro: Coroutine[Any, Any, None], blocked: Any) -> None:
+        self.coro = coro
+        self.blocked = blocked
+
+    def __await__(self) -> Generator[Any, None, None]:
+        blocked = self.blocked
+        while True:
+            try:
+                yield blocked
+            except BaseException as exc:  # cancellation thrown in by the task: pass it on
+                try:
+                    blocked = self.coro.throw(exc)
+                except StopIteration:
+                    return
+                continue
+            try:
+                blocked = self.coro.send(None)
+            except StopIteration:
+                return
 
 
 class _Whois:

@@ -412,10 +412,126 @@ _AGE_WORDS: Final = frozenset(
 )
 
 
+# Each family of patterns runs only when one of its words is in the message: a message that
+# merely mentions "school" skips the ~15 number patterns, one with "5 min" skips the roles.
+_NUMBER_WORDS: Final = frozenset(w.split()[0].split("-")[0] for w in _WORDS)
+_ROLE_WORDS: Final = frozenset(
+    [
+        "dad",
+        "mum",
+        "mom",
+        "mam",
+        "father",
+        "mother",
+        "parent",
+        "parents",
+        "teacher",
+        "youth",
+        "volunteer",
+        "coach",
+        "nurse",
+        "police",
+        "grandad",
+        "grandma",
+        "granddad",
+        "nan",
+        "uncle",
+        "aunt",
+        "teaching",
+        "tutor",
+        "social",
+        "headteacher",
+        "head",
+        "principal",
+        "lecturer",
+        "teach",
+        "son",
+        "daughter",
+        "kids",
+        "children",
+        "wife",
+        "husband",
+        "uni",
+        "masters",
+        "prof",
+        "professeur",
+        "animateur",
+        "animatrice",
+        "papa",
+        "maman",
+        "educateur",
+        "educatrice",
+        "fils",
+        "fille",
+        "enfants",
+        "femme",
+        "mari",
+    ]
+)
+_GRADE_WORDS: Final = _AGE_WORDS | frozenset(
+    [
+        "year",
+        "yr",
+        "grade",
+        "gr",
+        "grader",
+        "grd",
+        "middle",
+        "high",
+        "elementary",
+        "primary",
+        "schooler",
+        "gcse",
+        "gcses",
+        "sats",
+        "junior",
+        "leaving",
+        "brevet",
+        "juniors",
+        "infants",
+        "infant",
+        "freshman",
+        "sophomore",
+        "senior",
+        "secondary",
+        "sec",
+        "secondaire",
+        "primaire",
+        "maternelle",
+        "college",
+        "poly",
+        "polyvalente",
+        "cp",
+        "seconde",
+        "premiere",
+        "terminale",
+        "sixieme",
+        "cinquieme",
+        "quatrieme",
+        "troisieme",
+        "annee",
+        "class",
+        "school",
+        "highers",
+        "nationals",
+        "levels",
+        "naplan",
+        "bac",
+        "under",
+    ]
+)
+_ANY_WORD: Final = _NUMBER_WORDS | _ROLE_WORDS | _GRADE_WORDS
+# A number that reads as a school year without a year word: "7th", "5e", "1ere", "y8", "s2", "u14s".
+_GRADE_NUMBER: Final = re.compile(
+    r"\d(?:st|nd|rd|th|e|eme|ere|re|nde|a)\b|\b(?:[syp]|yr|gr|grd|grade|year|sec|secondaire|u-?)\d"
+)
+_PUNCTUATION: Final = "?!.,;:'\"()"
+
+
 def _maybe_age(plain: str) -> bool:
     if _DIGIT.search(plain):
         return True
-    return any(word.strip("?!.,;:'\"()") in _AGE_WORDS for word in plain.split())
+    return any(word.strip(_PUNCTUATION) in _ANY_WORD for word in plain.split())
 
 
 def statement(plain: str) -> AgeStatement | None:
@@ -423,15 +539,23 @@ def statement(plain: str) -> AgeStatement | None:
 
     A number takes precedence over a school year; an adult role ("dad of two") counts as adult.
     """
-    if not _maybe_age(plain):
+    digits = _DIGIT.search(plain) is not None
+    words = {word.strip(_PUNCTUATION) for word in plain.split()}
+    if not digits and words.isdisjoint(_ANY_WORD):
         return None
-    found = _number_age(plain)
-    if found is not None:
-        return found
-    role = _ADULT_ROLES.search(plain)
-    if role is not None:
-        return AgeStatement(minor=False, age=None, said=role.group(0)[:40])
-    return _grade(plain) or _at_age(plain)
+    if digits or not words.isdisjoint(_NUMBER_WORDS):
+        found = _number_age(plain)
+        if found is not None:
+            return found
+    if not words.isdisjoint(_ROLE_WORDS):
+        role = _ADULT_ROLES.search(plain)
+        if role is not None:
+            return AgeStatement(minor=False, age=None, said=role.group(0)[:40])
+    if not words.isdisjoint(_GRADE_WORDS) or (digits and _GRADE_NUMBER.search(plain) is not None):
+        grade = _grade(plain)
+        if grade is not None:
+            return grade
+    return _at_age(plain) if digits else None
 
 
 _BARE_NUMBER = re.compile(

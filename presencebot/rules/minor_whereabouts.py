@@ -159,21 +159,26 @@ def _minor_reason(room: RoomView, who: Author, at: datetime) -> str | None:
     return None
 
 
+# Per room: who has stated a minor's age, and until when; rebuilt only when facts or people change.
+_MINOR_HOLDERS: weakref.WeakKeyDictionary[RoomView, tuple[int, int, list[tuple[str, datetime | None]]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 def _anyone_minor(room: RoomView, message: Message) -> bool:
     """Whether anyone but the author could be a minor now (cheap: no text is read)."""
     if room.settings.audience is Audience.MINORS:
         return True
+    cached = _MINOR_HOLDERS.get(room)
+    if cached is None or cached[0] != room.version or cached[1] != room.fact_version("age"):
+        holders = [
+            (key, fact.expires)
+            for key, participant in room.participants.items()
+            if (fact := participant.facts.get("age")) is not None and fact.value.minor
+        ]
+        cached = _MINOR_HOLDERS[room] = (room.version, room.fact_version("age"), holders)
     at, me = message.at, message.author.key
-    for key, participant in room.participants.items():
-        fact = participant.facts.get("age")
-        if (
-            fact is not None
-            and key != me
-            and fact.value.minor
-            and (fact.expires is None or fact.expires >= at)
-        ):
-            return True
-    return False
+    return any(key != me and (expires is None or expires >= at) for key, expires in cached[2])
 
 
 def _said_adult(room: RoomView, who: Author, at: datetime) -> bool:
