@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, ClassVar, Protocol
 from pydantic import BaseModel, ConfigDict
 
 from presencebot.badge import Badge
-from presencebot.events import Event, RoomRef
+from presencebot.events import Event, Invited, RoomRef
 from presencebot.ids import RoomId
 
 if TYPE_CHECKING:
@@ -97,6 +97,10 @@ class Adapter(abc.ABC):
         """Show the badge in ``room``. The default is the plain-text rendition, line by line."""
         for line in badge.lines:
             await self.send(room, line)
+
+    async def decline_invite(self, event: Invited, reason: str) -> None:  # noqa: B027 - optional hook
+        """Tell an inviter the bot will not come, where the protocol has a way (XMPP's decline);
+        by default the refusal is only logged by the runtime."""
 
     async def show_alert(self, room: RoomId, alert: Alert) -> None:  # noqa: B027 - optional hook
         """Local adapters (the terminal) may show an alert inline; network adapters never do."""

@@ -44,6 +44,10 @@ CATALOGUE: Final[dict[str, dict[str, str]]] = {
             "invited again. More: {info_url}"
         ),
         "leave.not_operator": "Only an operator of this room can ask me to leave (!police leave).",
+        "invite.declined": (
+            "{agency}'s police presence bot only joins a room at the invitation of the people who "
+            "run it. More: {info_url}"
+        ),
         "report.private_only": (
             "Please do not report in the room: send me a private message starting with !report."
         ),

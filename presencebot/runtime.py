@@ -384,6 +384,18 @@ class Runtime:
         why = invite_allowed(policy, event)
         if why is None:
             log.warning("room.invite_declined", inviter=str(event.by), mask=event.by_mask)
+            if slot.adapter is not None:
+                settings = effective_settings(self.config, slot.name, event.room.id)
+                reason = catalogue.text(
+                    settings.language,
+                    "invite.declined",
+                    agency=self.config.agency.name,
+                    info_url=self.config.agency.info_url,
+                )
+                try:
+                    await slot.adapter.decline_invite(event, reason)
+                except Exception as exc:
+                    log.warning("room.decline_failed", error=repr(exc))
             return
         if record is None:
             record = slot.rooms[event.room.id] = RoomRecord(event.room, RoomState.WANTED)

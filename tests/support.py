@@ -18,7 +18,7 @@ from pydantic import BaseModel
 from presencebot.adapter import Adapter, AdapterHost
 from presencebot.badge import Badge
 from presencebot.config import Config
-from presencebot.events import Connected, Event, Joined
+from presencebot.events import Connected, Event, Invited, Joined
 from presencebot.ids import RoomId
 from presencebot.runtime import Runtime
 from presencebot.store.sqlite import SQLiteStore
@@ -40,6 +40,7 @@ class ScriptedAdapter(Adapter):
         self.leaves: list[tuple[RoomId, str]] = []
         self.sent: list[tuple[RoomId, str]] = []
         self.announced: list[tuple[RoomId, Badge]] = []
+        self.declined: list[tuple[Invited, str]] = []
         self.closed = False
         type(self).instances.append(self)
 
@@ -71,6 +72,9 @@ class ScriptedAdapter(Adapter):
         if type(self).fail_announce:
             raise PermissionError("cannot post here")
         self.announced.append((room, badge))
+
+    async def decline_invite(self, event: Invited, reason: str) -> None:
+        self.declined.append((event, reason))
 
     async def close(self) -> None:
         self.closed = True

@@ -446,6 +446,9 @@ async def test_invites_by_mask_or_by_an_operator_of_that_room(
     accepted = [e["because"] for e in logs if e["event"] == "room.invite_accepted"]
     assert accepted == ["address matches *!*@trusted.example", "an operator of the room"]
     assert sum(e["event"] == "room.invite_declined" for e in logs) == 2
+    # The refused inviters are told why, where the protocol can say so.
+    assert [e.by.nick for e, _ in adapter.declined] == ["eve", "bob"]
+    assert "only joins a room at the invitation" in adapter.declined[0][1]
 
 
 async def test_police_leave_is_obeyed_from_an_operator_only_and_remembered(
