@@ -108,6 +108,9 @@ class XmppAdapter(Adapter):
 
     # --- the connection loop ---------------------------------------------------------------
     async def run(self) -> None:
+        if self.opts.password is None:
+            variable = f"PRESENCEBOT_NETWORKS__{self.network.upper().replace('-', '_')}__SETTINGS__PASSWORD"
+            raise FatalAdapterError(f"no password for {self.opts.jid}: set {variable}")
         pump = asyncio.create_task(self._pump(), name=f"xmpp-events:{self.network}")
         backoff = ExponentialBackoff(self.opts.reconnect_base_seconds, self.opts.reconnect_cap_seconds)
         try:
@@ -165,6 +168,7 @@ class XmppAdapter(Adapter):
         if opts.tls == "optional":
             # Only for a local server without TLS: the password may then cross in the clear.
             plugin_config["feature_mechanisms"] = {"unencrypted_scram": True, "unencrypted_plain": True}
+        assert opts.password is not None  # checked in run()
         client = slixmpp.ClientXMPP(
             f"{opts.jid}/{opts.resource}",
             opts.password.get_secret_value(),

@@ -19,7 +19,10 @@ class XmppSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     jid: str = Field(pattern=_BARE_JID, description="The bot's account, e.g. presencebot@example.org.")
-    password: SecretStr = Field(description="Set it through the environment, never in the file.")
+    password: SecretStr | None = Field(
+        default=None,
+        description="Set it through PRESENCEBOT_NETWORKS__<NAME>__SETTINGS__PASSWORD, never in the file.",
+    )
     resource: str = Field(default="presencebot", min_length=1, max_length=64)
     host: str | None = Field(default=None, description="Connect here instead of the JID's domain (DNS SRV).")
     port: int | None = Field(default=None, ge=1, le=65535, description="Default: 5222 (5223 for direct TLS).")
