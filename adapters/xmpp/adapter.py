@@ -27,6 +27,8 @@ import structlog
 from pydantic import BaseModel
 from slixmpp.exceptions import IqError, IqTimeout, PresenceError
 from slixmpp.jid import JID, InvalidJID
+from slixmpp.xmlstream.handler import Callback
+from slixmpp.xmlstream.matcher import StanzaPath
 
 from presencebot import badge as badge_assets
 from presencebot.adapter import Adapter, AdapterHost, Capabilities
@@ -73,7 +75,18 @@ PLUGINS: Final = (
 # Characters XML 1.0 cannot carry: one of them in a stanza would end the stream.
 _NOT_XML: Final = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
 MAX_NICK_ATTEMPTS: Final = 5
+_JOIN_ERRORS: Final = {
+    "not-authorized": "the room needs a password (or it is wrong)",
+    "registration-required": "the room is members-only",
+    "item-not-found": "no such room",
+    "service-unavailable": "the room is full or unavailable",
+    "not-allowed": "the room may not be created",
+}
 AVATAR_SIZE: Final = 96
+
+
+def _destroyed(presence: Any) -> bool:
+    return presence["muc"].xml.find("{http://jabber.org/protocol/muc#user}destroy") is not None
 
 
 def xml_safe(text: str) -> str:
@@ -342,48 +355,72 @@ class XmppAdapter(Adapter):
         client = self.client
         if client is None:
             return
-        muc = client.plugin["xep_0045"]
-        base = self.opts.nick
-        password = self.opts.room_passwords.get(bare)
         ref = self.room(self._room(bare))
         for attempt in range(MAX_NICK_ATTEMPTS):
-            nick = base if attempt == 0 else f"{base}_{attempt + 1}"
-            try:
-                await muc.join_muc_wait(
-                    JID(bare),
-                    nick,
-                    password=password.get_secret_value() if password else None,
-                    maxstanzas=0,
-                    timeout=self.opts.join_timeout,
+            nick = self.opts.nick if attempt == 0 else f"{self.opts.nick}_{attempt + 1}"
+            refused = await self._try_join(client, bare, nick)
+            if refused is None:
+                self._nicks[bare] = nick
+                self._joined.add(bare)
+                own = JID(f"{bare}/{nick}")
+                client.plugin["xep_0410"].enable_self_ping(
+                    own, interval=self.opts.self_ping_interval, timeout=self.opts.self_ping_timeout
                 )
-            except PresenceError as exc:
-                condition = str(exc.condition)
-                if condition == "conflict":
-                    log.info("xmpp.nick_taken", room=bare, nick=nick)
-                    continue
-                if condition == "forbidden":
-                    self._emit(Banned(ref, "banned from the room (forbidden)"))
-                else:
-                    reasons = {
-                        "not-authorized": "the room needs a password (or it is wrong)",
-                        "registration-required": "the room is members-only",
-                        "item-not-found": "no such room",
-                        "service-unavailable": "the room is full or unavailable",
-                    }
-                    self._emit(JoinFailed(ref, reasons.get(condition, condition)))
+                self._emit(Joined(ref))
                 return
-            except TimeoutError:
-                self._emit(JoinFailed(ref, f"no answer from the room within {self.opts.join_timeout:g} s"))
-                return
-            self._nicks[bare] = nick
-            self._joined.add(bare)
-            own = JID(f"{bare}/{nick}")
-            client.plugin["xep_0410"].enable_self_ping(
-                own, interval=self.opts.self_ping_interval, timeout=self.opts.self_ping_timeout
-            )
-            self._emit(Joined(ref))
+            if refused == "conflict":
+                log.info("xmpp.nick_taken", room=bare, nick=nick)
+                continue
+            if refused == "forbidden":
+                self._emit(Banned(ref, "banned from the room (forbidden)"))
+            else:
+                self._emit(JoinFailed(ref, _JOIN_ERRORS.get(refused, refused)))
             return
         self._emit(JoinFailed(ref, f"every nick tried is taken ({MAX_NICK_ATTEMPTS})"))
+
+    async def _try_join(self, client: slixmpp.ClientXMPP, bare: str, nick: str) -> str | None:
+        """Join ``bare`` as ``nick``; ``None`` when in, else the error condition.
+
+        Some servers (Prosody) send a join error without the MUC payload, which slixmpp's
+        ``join_muc_wait`` does not recognise, so the error presence is watched for directly.
+        """
+        loop = asyncio.get_running_loop()
+        refused: asyncio.Future[str] = loop.create_future()
+
+        def on_error(presence: Any) -> None:
+            if str(presence["from"].bare) == bare and not refused.done():
+                refused.set_result(str(presence["error"]["condition"]) or "refused")
+
+        name = f"presencebot-join-{bare}-{nick}"
+        client.register_handler(Callback(name, StanzaPath("presence@type=error"), on_error))
+        password = self.opts.room_passwords.get(bare)
+        joining = asyncio.ensure_future(
+            client.plugin["xep_0045"].join_muc_wait(
+                JID(bare),
+                nick,
+                password=password.get_secret_value() if password else None,
+                maxstanzas=0,
+                presence_options={"pstatus": xml_safe(self.host.identity.describe())},
+                timeout=self.opts.join_timeout,
+            )
+        )
+        try:
+            waiting: set[asyncio.Future[Any]] = {joining, refused}
+            await asyncio.wait(waiting, timeout=self.opts.join_timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            client.remove_handler(name)
+            if not joining.done():
+                joining.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await joining
+        if refused.done():
+            return refused.result()
+        if joining.done() and joining.exception() is None:
+            return None
+        error = joining.exception() if joining.done() and not joining.cancelled() else None
+        if isinstance(error, PresenceError):
+            return str(error.condition)
+        return f"no answer from the room within {self.opts.join_timeout:g} s"
 
     async def leave(self, room: RoomId, reason: str) -> None:
         client = self.client
@@ -419,11 +456,12 @@ class XmppAdapter(Adapter):
         elif room in self._leaving:
             self._leaving.discard(room)
             self._emit(Left(ref, reason))
-        elif was_joined and (codes & {332, 333} or not codes - {110}):
+        elif was_joined and codes & {332, 333} and not _destroyed(presence):
+            # Removed for a technical reason or a service shutdown: not the room's decision.
             log.warning("xmpp.removed_from_room", room=room, codes=sorted(codes))
             self._spawn(self._join(room))  # rejoin: the runtime announces again on Joined
         else:
-            self._emit(Left(ref, reason))
+            self._emit(Left(ref, reason or ("the room was destroyed" if _destroyed(presence) else "")))
 
     def _on_self_ping(self, change: dict[str, Any]) -> None:
         """XEP-0410 says we silently dropped out of a room: rejoin (and so announce again)."""
@@ -528,11 +566,12 @@ class XmppAdapter(Adapter):
     # --- invitations -------------------------------------------------------------------------
     def _on_direct_invite(self, stanza: Any) -> None:
         room = str(JID(stanza["groupchat_invite"]["jid"]).bare)
+        if str(stanza["from"].bare) == room:
+            return  # a mediated invitation's XEP-0249 copy: handled as mediated
         self._invited(room, stanza["from"], mediated=False)
 
     def _on_mediated_invite(self, stanza: Any) -> None:
-        invite = stanza["muc"]["invite"]
-        inviter = invite["from"]
+        inviter = stanza["muc"]["invite"]["from"]
         if not inviter:
             return
         self._invited(str(stanza["from"].bare), JID(inviter), mediated=True)
@@ -540,19 +579,20 @@ class XmppAdapter(Adapter):
     def _invited(self, room: str, inviter: JID, *, mediated: bool) -> None:
         if not room or "@" not in room:
             return
-        bare = str(inviter.bare)
         self._rooms.setdefault(room, RoomId(room))
         self._invites[room] = (inviter, mediated)
+        if str(inviter.bare) == room:
+            # A semi-anonymous room names the inviter only by nick: who it really is cannot be
+            # checked, so the invitation carries no identity and the policy declines it.
+            by = Author(inviter.resource or "someone")
+            mask: str | None = None
+        else:
+            bare = str(inviter.bare)
+            by = Author(inviter.user or bare, AccountId(bare))
+            mask = bare
         # XMPP does not show a room's owners to someone outside it, so whether the inviter
         # runs the room is unknown here (None): the policy's JIDs and domains decide.
-        self._emit(
-            Invited(
-                self.room(self._room(room)),
-                Author(inviter.user or bare, AccountId(bare)),
-                by_mask=bare,
-                by_operator=None,
-            )
-        )
+        self._emit(Invited(self.room(self._room(room)), by, by_mask=mask, by_operator=None))
 
     async def decline_invite(self, event: Invited, reason: str) -> None:
         client = self.client
