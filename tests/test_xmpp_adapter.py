@@ -418,3 +418,49 @@ async def test_history_is_marked_and_a_silent_drop_rejoins(
         {"key": (JID(f"{KIDS}/PolicePresence"), client.boundjid), "result": PingStatus.DISCONNECTED}
     )
     await until(lambda: bot.runtime.networks["xmpp"].rooms[RoomId(KIDS)].announcements == before + 1, 10)
+
+
+async def test_the_example_config_runs_as_shipped_against_a_real_server(
+    prosody_factory: ProsodyFactory, xmpp_user_factory: XmppUserFactory, tmp_path: Path
+) -> None:
+    """`presencebot run --config config/examples/xmpp.toml`, with the password from the documented
+    variable and only the port moved (the file says 5222, which a test cannot assume is free),
+    against a local server without TLS, which is what ``tls = "optional"`` is for."""
+    require(shutil.which("prosody") is not None, "prosody not installed (Debian package prosody)")
+    server = prosody_factory(tls=False)
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from tests.support import REPO
+
+    server.register(BOT_JID, "example-secret")
+    kid = await xmpp_user_factory(server, "examplekid")
+    await kid.join(KIDS, "kid")
+    env = {
+        **os.environ,
+        "PRESENCEBOT_NETWORKS__LOCAL__SETTINGS__PASSWORD": "example-secret",
+        "PRESENCEBOT_NETWORKS__LOCAL__SETTINGS__PORT": str(server.port),
+    }
+    proc = subprocess.Popen(
+        [
+            str(Path(sys.executable).with_name("presencebot")),
+            "run",
+            "--config",
+            str(REPO / "config/examples/xmpp.toml"),
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        badge = await kid.expect_groupchat(KIDS, "POLICE PRESENCE", timeout=20)
+        assert badge["body"] == badge_text()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=15)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    assert b"example-secret" not in err
+    assert (tmp_path / "presencebot.db").exists()
