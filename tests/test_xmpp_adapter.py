@@ -166,13 +166,14 @@ async def test_badge_on_join_avatar_for_anyone_and_a_flag_from_real_traffic(
     mark = await xmpp_user_factory(server, "mark")
     await lily.join(KIDS, "lily")
     await mark.join(KIDS, "mark")
-    bot = await start_bot(server)
+    image = "https://police.example/presencebot/badge-96.png"
+    bot = await start_bot(server, settings={"badge_image_url": image})
     badge = await lily.expect_groupchat(KIDS, "POLICE PRESENCE", nick="PolicePresence")
     assert badge["body"] == badge_text()
+    assert badge["oob"]["url"] == image  # XEP-0066: clients show the badge picture
     await bot.active()
     # The avatar is the badge, byte for byte, readable by someone who is not a contact.
     png = badge_assets.png(96)
-    await until(lambda: True)
     for _ in range(50):
         try:
             avatar = await mark.fetch_avatar(BOT_JID)
@@ -464,3 +465,19 @@ async def test_the_example_config_runs_as_shipped_against_a_real_server(
     assert proc.returncode == 0, err.decode()[-2000:]
     assert b"example-secret" not in err
     assert (tmp_path / "presencebot.db").exists()
+
+
+async def test_banned_from_a_room_is_recorded_without_a_retry(
+    server: ProsodyServer, start_bot: StartBot, xmpp_user_factory: XmppUserFactory
+) -> None:
+    owner = await xmpp_user_factory(server, "banner")
+    await owner.join(KIDS, "owner")
+    with capture_logs() as logs:
+        bot = await start_bot(server)
+        await bot.active()
+        await owner.ban(KIDS, BOT_JID, "no bots")
+        await until(lambda: bot.room() is RoomState.BANNED, 10)
+        await asyncio.sleep(1.0)
+    assert bot.room() is RoomState.BANNED
+    assert sum(e["event"] == "room.joining" for e in logs) == 1
+    assert [(r.room, r.state) for r in await bot.store.room_states()] == [(KIDS, "banned")]
