@@ -96,7 +96,11 @@ CATALOGUE: Final[dict[str, dict[str, str]]] = {
             "Je pars à la demande d'un opérateur du salon. {agency} ne reviendra que sur "
             "invitation. En savoir plus : {info_url}"
         ),
-        "leave.not_operator": ("Seul un opérateur de ce salon peut me demander de partir (!police leave)."),
+        "leave.not_operator": "Seul un opérateur de ce salon peut me demander de partir (!police leave).",
+        "invite.declined": (
+            "Le robot de présence policière de {agency} ne rejoint un salon qu'à l'invitation de "
+            "ceux qui le gèrent. En savoir plus : {info_url}"
+        ),
         "report.private_only": (
             "Merci de ne pas signaler dans le salon : envoie-moi un message privé commençant par !report."
         ),
