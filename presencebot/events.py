@@ -90,6 +90,9 @@ class Message:
 class Connected:
     network: str
     at: datetime = field(default_factory=utcnow)
+    resumed: bool = False
+    """The protocol resumed the previous session (Discord RESUME): the bot never left its rooms,
+    so nothing is rejoined or announced again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +100,8 @@ class Disconnected:
     network: str
     reason: str = ""
     at: datetime = field(default_factory=utcnow)
+    resumable: bool = False
+    """The protocol will try to resume the session: the rooms stay as they are meanwhile."""
 
 
 @dataclass(frozen=True, slots=True)

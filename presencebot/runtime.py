@@ -306,10 +306,17 @@ class Runtime:
             finally:
                 log_context.unbind_message(token)
         elif isinstance(event, Connected):
-            await self._on_connected(slot)
+            if event.resumed:
+                slot.connected = True
+                log.info("network.resumed")
+            else:
+                await self._on_connected(slot)
         elif isinstance(event, Disconnected):
-            log.info("network.disconnected", reason=event.reason)
-            await self._mark_disconnected(slot)
+            log.info("network.disconnected", reason=event.reason, resumable=event.resumable)
+            if event.resumable:
+                slot.connected = False  # the rooms stay joined: the session may be resumed
+            else:
+                await self._mark_disconnected(slot)
         else:
             with structlog.contextvars.bound_contextvars(room=str(event.room.id)):
                 await self._on_room_event(slot, event)

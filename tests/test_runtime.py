@@ -527,3 +527,24 @@ async def test_periodic_reannounce_only_where_configured(
     await until(lambda: len(adapter.announced) >= 4)
     rooms = [room for room, _ in adapter.announced[2:]]
     assert set(rooms) == {"#kids"}
+
+
+async def test_a_resumed_session_keeps_its_rooms_and_posts_no_second_badge(
+    start_runtime: Start, scripted: type[ScriptedAdapter]
+) -> None:
+    from presencebot.events import Connected, Disconnected
+
+    h = start_runtime(make_config(), {"net": scripted}, [])
+    adapter = await announced(scripted)
+    await adapter.inbox.put(Disconnected("net", "gateway dropped", resumable=True))
+    await until(lambda: not h.runtime.networks["net"].connected)
+    assert h.runtime.networks["net"].rooms[KIDS.id].state is RoomState.ACTIVE
+    await adapter.inbox.put(Connected("net", resumed=True))
+    await until(lambda: h.runtime.networks["net"].connected)
+    await asyncio.sleep(0.05)
+    assert adapter.joins == ["#kids"] and len(adapter.announced) == 1
+    # A session that could not be resumed: rooms are joined and announced again.
+    await adapter.inbox.put(Disconnected("net", "gone"))
+    await adapter.inbox.put(Connected("net"))
+    await until(lambda: len(adapter.announced) == 2)
+    assert adapter.joins == ["#kids", "#kids"]
