@@ -22,6 +22,7 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
+from presencebot.rules.prefilter import Prefilter
 from presencebot.text import Normalised
 
 CATEGORIES: Final = ("address", "location", "school", "meetup")
@@ -1127,6 +1128,9 @@ class Request:
     said: str
 
 
+# The patterns worth running on a text: those whose literal words occur in it (see prefilter.py).
+_PREFILTER: Final = Prefilter([pattern.regex for pattern in PATTERNS])
+
 # "ur house number in bloxburg": a qualifier right after the match puts it in a game.
 IN_GAME: Final = re.compile(
     r"[^.?!]{0,20}\b(?:(?:in|on|at)\s+(?:the\s+)?(?:game(?!\s+(?:shop|store|cafe|centre|center|stop))|bloxburg|adopt me|roblox|minecraft|fortnite|animal crossing"
@@ -1154,7 +1158,12 @@ def find(text: Normalised, *, context: str = "", previous: str = "") -> list[Req
     if school is not None:
         found.append(Request("school", False, False, school))
     forms = (plain,) if leet is plain else (plain, leet)
-    for pattern in PATTERNS:
+    candidates = _PREFILTER.candidates(plain)
+    if leet is not plain:
+        candidates |= _PREFILTER.candidates(leet)
+    for index, pattern in enumerate(PATTERNS):
+        if index not in candidates:
+            continue  # none of the words this pattern needs is in the message
         for form in forms:
             match = pattern.regex.search(form)
             if match is None:
