@@ -355,7 +355,10 @@ class DiscordAdapter(Adapter):
         if client is not None and client.user is not None and author.id == client.user.id:
             return
         direct = isinstance(message.channel, discord.DMChannel)
-        room = RoomId(f"@{author.id}") if direct else RoomId(str(message.channel.id))
+        channel_id = message.channel.id
+        if isinstance(message.channel, discord.Thread) and message.channel.parent_id is not None:
+            channel_id = message.channel.parent_id  # a thread is part of its channel's room
+        room = RoomId(f"@{author.id}") if direct else RoomId(str(channel_id))
         reply_to: Author | None = None
         reply_id: str | None = None
         reference = message.reference
