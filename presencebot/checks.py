@@ -8,6 +8,7 @@ reports every problem (with its line) before ``run`` would trip over the first.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
@@ -15,7 +16,10 @@ from presencebot import plugins
 from presencebot.adapter import Adapter
 from presencebot.config import Config, describe_errors, dotted_path
 from presencebot.errors import ConfigError, PluginError
+from presencebot.roster import Roster
 from presencebot.rule import Rule
+from presencebot.sinks.factory import settings_of
+from presencebot.sinks.room import RoomSinkSettings
 from presencebot.tomlpos import key_lines, locate
 
 
@@ -67,6 +71,44 @@ def resolve(config: Config, *, text: str | None = None, source: str = "<defaults
             rules.append(plugins.load_rule(name))
         except PluginError as exc:
             problems.append(f"{where(*path)}: {dotted_path(path)}: {exc}")
+    problems += _delivery_problems(config, source=source, text=text, where=where)
     if problems:
         raise ConfigError(problems)
     return Resolved(adapters, rules)
+
+
+def _delivery_problems(config: Config, *, source: str, text: str | None, where: Any) -> list[str]:
+    """Notification targets' settings, officers' rooms on known networks, and the roster's
+    coverage over this year and the next (every clock change of every force's zone included)."""
+    problems: list[str] = []
+    networks = {n.name: n for n in config.networks}
+    for index, target in enumerate(config.notify):
+        try:
+            settings = settings_of(target)
+        except ValidationError as exc:
+            problems += describe_errors(exc, source=source, text=text, prefix=("notify", index, "settings"))
+            continue
+        if isinstance(settings, RoomSinkSettings):
+            network = networks.get(settings.network)
+            path = ("notify", index, "settings")
+            if network is None:
+                problems.append(
+                    f"{where(*path, 'network')}: notify[{index}]: no network named {settings.network!r}"
+                )
+            elif settings.room not in {r.id for r in network.rooms}:
+                problems.append(
+                    f"{where(*path, 'room')}: notify[{index}]: the officers' room {settings.room!r} must also"
+                    f" be listed in the rooms of network {settings.network!r} (so the bot joins it)"
+                )
+    return problems
+
+
+def coverage_problems(config: Config, *, source: str = "<defaults>", text: str | None = None) -> list[str]:
+    """Hours with nobody on duty, over this year and the next (every clock change of every
+    force's zone included). ``presencebot check`` fails on them; ``run`` only warns: the bot's
+    presence should not wait for a roster fix, and alerts in a hole go to the supervisors."""
+    if not config.roster.forces:
+        return []
+    line = locate(("roster",), key_lines(text)) if text is not None else None
+    where = f"{source}:{line}" if line is not None else source
+    return [f"{where}: roster: {problem}" for problem in Roster(config.roster).coverage_problems()]

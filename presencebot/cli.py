@@ -14,10 +14,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import structlog
+
 from presencebot import __version__, log
 from presencebot import config as config_mod
 from presencebot.alerts import Alert, AlertState
-from presencebot.checks import resolve
+from presencebot.checks import coverage_problems, resolve
 from presencebot.config import Config
 from presencebot.errors import (
     AlertNotFound,
@@ -89,7 +91,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         config, text = config_mod.load(args.config)
         log.configure(config.logging.level, config.logging.format)
         if args.command == "check":
-            resolve(config, text=text, source=str(args.config or "<defaults>"))
+            source = str(args.config or "<defaults>")
+            resolve(config, text=text, source=source)
+            holes = coverage_problems(config, source=source, text=text)
+            if holes:
+                raise ConfigError(holes)
             print(
                 f"{args.config or 'built-in defaults'}: OK "
                 f"({len(config.networks)} network(s), "
@@ -121,6 +127,8 @@ def _run(config: Config, text: str | None, path: Path | None) -> int:
     from presencebot.runtime import Runtime
 
     resolved = resolve(config, text=text, source=str(path or "<defaults>"))
+    for hole in coverage_problems(config, source=str(path or "<defaults>"), text=text):
+        structlog.get_logger("presencebot.cli").warning("roster.gap", problem=hole)
     runtime = Runtime(config, open_store(config), adapters=resolved.adapters, rules=resolved.rules)
 
     async def main() -> int:

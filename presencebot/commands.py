@@ -12,7 +12,7 @@ from presencebot import catalogue
 from presencebot.config import Config
 from presencebot.rule import RoomSettingsView
 
-COMMANDS = frozenset({"police", "help", "report"})
+COMMANDS = frozenset({"police", "help", "report", "ack"})
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from presencebot.errors import ConfigError
+from presencebot.roster import RosterConfig
 from presencebot.tomlpos import key_lines, locate
 
 ENV_PREFIX = "PRESENCEBOT_"
@@ -190,11 +191,52 @@ class StoreConfig(_Model):
 
 
 class NotifyConfig(_Model):
-    """One notification written to the outbox for every alert (delivered by the dispatcher)."""
+    """A notification target: where alerts are delivered (an officer room, a webhook, an email)."""
 
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")
-    sink: str = Field(min_length=1)
+    sink: Literal["room", "webhook", "email"] = Field(
+        description="room: an officers' room on a configured network; webhook: signed JSON POST; email: SMTP."
+    )
+    role: Literal["officers", "supervisors"] = Field(
+        default="officers",
+        description="Without a roster: officers get every alert, supervisors escalations and "
+        "delivery failures.",
+    )
     settings: dict[str, Any] = Field(default_factory=dict)
+
+
+class DeliveryConfig(_Model):
+    """How the dispatcher retries: at least once, with backoff, then a dead letter."""
+
+    max_attempts: int = Field(default=8, ge=1, le=100)
+    backoff_base_seconds: float = Field(default=2.0, gt=0, le=3600)
+    backoff_cap_seconds: float = Field(default=600.0, gt=0, le=86_400)
+    concurrency: int = Field(default=8, ge=1, le=256)
+
+
+class EscalationStep(_Model):
+    after_minutes: float = Field(ge=0, le=10_080, description="Minutes after the previous notice.")
+    notify: Literal["supervisors", "next_force", "on_duty"] = Field(
+        description="supervisors: of the force handling the alert; next_force: hand it to the next "
+        "force in the roster; on_duty: remind the force on duty now."
+    )
+
+
+class EscalationConfig(_Model):
+    """What happens while nobody acknowledges an alert. No step ever resolves it."""
+
+    steps: list[EscalationStep] = Field(default_factory=list)
+    repeat: int = Field(default=0, ge=0, le=20, description="Run the steps again this many times.")
+
+
+class GroupingConfig(_Model):
+    window_minutes: float = Field(
+        default=30.0,
+        ge=0,
+        le=1440,
+        description="The same requester, target, room and category within this window update one "
+        "alert instead of paging again (0: never group).",
+    )
 
 
 class SupervisorConfig(_Model):
@@ -230,6 +272,10 @@ class Config(_Model):
     commands: CommandsConfig = Field(default_factory=CommandsConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
     notify: list[NotifyConfig] = Field(default_factory=list)
+    delivery: DeliveryConfig = Field(default_factory=DeliveryConfig)
+    escalation: EscalationConfig = Field(default_factory=EscalationConfig)
+    grouping: GroupingConfig = Field(default_factory=GroupingConfig)
+    roster: RosterConfig = Field(default_factory=RosterConfig)
     supervisor: SupervisorConfig = Field(default_factory=SupervisorConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     help: dict[Region, list[HelpResource]] = Field(default_factory=_default_help)
@@ -248,6 +294,26 @@ class Config(_Model):
         defaults = _default_help()
         merged = {**defaults, **self.help}
         object.__setattr__(self, "help", merged)
+        return self
+
+    @field_validator("notify")
+    @classmethod
+    def _unique_targets(cls, notify: list[NotifyConfig]) -> list[NotifyConfig]:
+        names = [n.name for n in notify]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"notification target names must be unique; repeated: {', '.join(dupes)}")
+        return notify
+
+    @model_validator(mode="after")
+    def _known_targets(self) -> Config:
+        known = {n.name for n in self.notify}
+        for force in self.roster.forces:
+            for name in (*force.sinks, *force.supervisors):
+                if name not in known:
+                    raise ValueError(
+                        f"roster force {force.name!r} names {name!r}, which is not a [[notify]] target"
+                    )
         return self
 
     def network(self, name: str) -> NetworkConfig:

@@ -18,6 +18,7 @@ import fnmatch
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from enum import StrEnum
 
 import structlog
@@ -29,7 +30,8 @@ from presencebot.adapter import Adapter, Identity
 from presencebot.backoff import ExponentialBackoff
 from presencebot.badge import Badge
 from presencebot.config import Config, InvitePolicy
-from presencebot.errors import FatalAdapterError, StoreError
+from presencebot.dispatch import Dispatcher
+from presencebot.errors import AlertNotFound, FatalAdapterError, StoreError
 from presencebot.events import (
     Banned,
     Connected,
@@ -43,11 +45,15 @@ from presencebot.events import (
     Message,
     RoomRef,
 )
-from presencebot.ids import RoomId
+from presencebot.ids import AlertId, RoomId
 from presencebot.pipeline import Pipeline
 from presencebot.rooms import RoomContext, effective_settings, new_context
+from presencebot.roster import Roster
 from presencebot.rule import Rule
+from presencebot.sinks import Sink
+from presencebot.sinks.factory import build_sinks
 from presencebot.store import AlertStore
+from presencebot.store.sqlite import SQLiteStore
 
 log = structlog.get_logger("presencebot.runtime")
 
@@ -158,6 +164,14 @@ class Runtime:
             self.networks[name] = slot
         self.contexts: dict[RoomRef, RoomContext] = {}
         self._notify = [(n.name, n.sink) for n in config.notify]
+        self.sinks: dict[str, Sink] = build_sinks(config, self.say)
+        self.officer_rooms = {
+            (n.settings.get("network"), n.settings.get("room")) for n in config.notify if n.sink == "room"
+        }
+        self.dispatcher: Dispatcher | None = None
+        if isinstance(store, SQLiteStore):
+            roster = Roster(config.roster) if config.roster.forces else None
+            self.dispatcher = Dispatcher(config, store, self.sinks, roster=roster)
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         # Alerts the store refused: kept in memory and retried, never dropped (see _keep_trying).
@@ -176,6 +190,9 @@ class Runtime:
         await self._recall_room_states()
         retry = asyncio.create_task(self._keep_trying(), name="unsaved-alerts")
         reannounce = asyncio.create_task(self._reannounce(), name="reannounce")
+        dispatching = (
+            asyncio.create_task(self.dispatcher.run(), name="dispatcher") if self.dispatcher else None
+        )
         try:
             self._tasks = [
                 asyncio.create_task(self._supervise(slot), name=f"adapter:{slot.name}")
@@ -193,7 +210,16 @@ class Runtime:
         finally:
             retry.cancel()
             reannounce.cancel()
-            await asyncio.gather(retry, reannounce, return_exceptions=True)
+            background = [retry, reannounce]
+            if dispatching is not None:
+                # In-flight deliveries are abandoned: their rows are still pending and are sent
+                # again (same id) at the next start.
+                dispatching.cancel()
+                background.append(dispatching)
+            await asyncio.gather(*background, return_exceptions=True)
+            for sink in self.sinks.values():
+                with contextlib.suppress(Exception):
+                    await sink.close()
             await self._last_try()
             await self.store.close()
             log.info("runtime.stopped")
@@ -462,6 +488,9 @@ class Runtime:
 
     async def _on_command(self, adapter: Adapter, message: Message, command: commands.Command) -> None:
         settings = effective_settings(self.config, message.room.network, message.room.id)
+        if command.name == "ack":
+            await self._on_ack(adapter, message, command.args)
+            return
         if command.name == "police" and command.args.casefold() in _LEAVE_WORDS and not message.is_direct:
             await self._on_leave_request(adapter, message, settings.language)
             return
@@ -488,6 +517,30 @@ class Runtime:
                 catalogue.text(settings.language, key, alert_id=alert.id, emergency=emergency),
             )
 
+    async def _on_ack(self, adapter: Adapter, message: Message, args: str) -> None:
+        """``!ack <id>`` in an officers' room: acknowledged, escalation stops. Elsewhere: silence
+        (an alert id is not something to confirm or deny in a public room)."""
+        if (message.room.network, message.room.id) not in self.officer_rooms or message.is_direct:
+            return
+        alert_id = AlertId(args.split()[0]) if args.split() else None
+        if alert_id is None:
+            await adapter.send(message.room.id, "usage: !ack <alert id>")
+            return
+        by = f"{message.author} in {message.room}"
+        try:
+            acked = await self.store.acknowledge(alert_id, by)
+        except AlertNotFound:
+            await adapter.send(message.room.id, f"no alert {alert_id}")
+            return
+        except StoreError as exc:
+            log.error("alert.ack_failed", alert_id=alert_id, error=str(exc))
+            await adapter.send(
+                message.room.id, f"could not record the acknowledgement of {alert_id}: try again"
+            )
+            return
+        log.warning("alert.acknowledged", alert_id=alert_id, by=by)
+        await adapter.send(message.room.id, f"alert {alert_id} acknowledged by {acked.acknowledged_by}")
+
     async def _on_leave_request(self, adapter: Adapter, message: Message, language: str) -> None:
         """``!police leave``: a room operator's word is enough; anyone else is told who can."""
         if not message.by_operator:
@@ -512,7 +565,9 @@ class Runtime:
         the background (``_keep_trying``) rather than dropped, and the adapter carries on.
         """
         try:
-            stored = await self.store.add(alert, self._notify)
+            stored = await self._store(alert)
+            if stored is None:
+                return True  # grouped into an open alert
         except StoreError as exc:
             log.error(
                 "alert.store_failed",
@@ -538,6 +593,53 @@ class Runtime:
         await adapter.show_alert(alert.room.id, stored)
         return True
 
+    async def _store(self, alert: alerts.Alert) -> alerts.Alert | None:
+        """Store a new alert with its first notices and trace (routed by the dispatcher), or add
+        it to the open alert it repeats (``None``). Raises ``StoreError``."""
+        if await self._grouped(alert):
+            return None
+        if self.dispatcher is None:
+            return await self.store.add(alert, self._notify)
+        routing = self.dispatcher.route()
+        stored = await self.store.add(
+            alert,
+            routing.notices,
+            trace=routing.trace,
+            escalate_at=routing.escalate_at,
+            force=routing.force,
+        )
+        self.dispatcher.kick()
+        return stored
+
+    async def _grouped(self, alert: alerts.Alert) -> bool:
+        """The same request again (same requester, target, room, category, within the window):
+        add the evidence to the open alert instead of paging officers again."""
+        window = self.config.grouping.window_minutes
+        store = self.store
+        if window <= 0 or not isinstance(store, SQLiteStore) or alert.category == "report":
+            return False
+        since = alert.created_at - timedelta(minutes=window)
+        existing = await store.find_group(alert, since)
+        if existing is None:
+            return False
+        await store.extend(
+            existing,
+            alert.evidence,
+            [f"grouped: the same request again at {alert.created_at:%H:%M:%S} UTC ({alert.explanation})"],
+        )
+        log.warning("alert.grouped", alert_id=existing, category=alert.category, target=str(alert.target))
+        return True
+
+    async def say(self, network: str, room: str, line: str) -> None:
+        """Speak in a room the bot is in (the officers' room sink); ``ConnectionError`` if not."""
+        slot = self.networks.get(network)
+        if slot is None or slot.adapter is None or not slot.connected:
+            raise ConnectionError(f"network {network} is not connected")
+        record = slot.rooms.get(RoomId(room))
+        if record is None or record.state is not RoomState.ACTIVE:
+            raise ConnectionError(f"the bot is not in {room} on {network}")
+        await slot.adapter.send(RoomId(room), line)
+
     async def _keep_trying(self) -> None:
         """Retry unsaved alerts, oldest first, with backoff, until the store takes them."""
         backoff = ExponentialBackoff(0.5, 30.0)
@@ -546,7 +648,7 @@ class Runtime:
             while self._unsaved:
                 alert = self._unsaved[0]
                 try:
-                    await self.store.add(alert, self._notify)
+                    await self._store(alert)
                 except StoreError:
                     await asyncio.sleep(backoff.delay())
                     continue
@@ -564,7 +666,7 @@ class Runtime:
         while self._unsaved:
             alert = self._unsaved.popleft()
             try:
-                await self.store.add(alert, self._notify)
+                await self._store(alert)
                 log.warning("alert.stored_late", alert_id=alert.id)
             except StoreError as exc:
                 log.critical("alert.unsaved_at_shutdown", error=str(exc), alert=alert.to_json())

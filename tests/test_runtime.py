@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Callable, Iterator, Sequence
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -361,11 +362,11 @@ class FlakyStore(SQLiteStore):
         super().__init__(path)
         self.failures = failures
 
-    async def add(self, alert: Alert, notify: Sequence[tuple[str, str]]) -> Alert:
+    async def add(self, alert: Alert, notify: Sequence[Any], **kwargs: Any) -> Alert:
         if self.failures > 0:
             self.failures -= 1
             raise StoreError("database or disk is full")
-        return await super().add(alert, notify)
+        return await super().add(alert, notify, **kwargs)
 
 
 async def test_an_alert_the_store_refuses_is_retried_until_it_lands(

@@ -27,7 +27,7 @@ LILY = Author("lily", AccountId("lily-acct"))
 MARK = Author("mark")  # no account
 NOTIFY = [("police", "email"), ("duty", "sms")]  # deliberately not in alphabetical order
 TABLES_V1 = {"alerts", "evidence", "outbox"}
-TABLES = {*TABLES_V1, "room_states"}
+TABLES = {*TABLES_V1, "room_states", "alert_trace", "disabled_targets"}
 
 
 def make_alert(
@@ -354,22 +354,22 @@ def test_migrate_refuses_newer_schema(tmp_path: Path) -> None:
 async def test_failing_migration_step_leaves_previous_version(
     db: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("presencebot.store.sqlite.MIGRATIONS", MIGRATIONS[:1])
     s = SQLiteStore(db)
     await s.open()
     stored = await s.add(make_alert(), NOTIFY)
     await s.close()
-    assert user_version(db) == 1
+    current = len(MIGRATIONS)
+    assert user_version(db) == current
 
     bad = (
         "CREATE TABLE half_done (x);\nALTER TABLE alerts ADD COLUMN extra TEXT;\nSELECT * FROM no_such_table;"
     )
-    monkeypatch.setattr("presencebot.store.sqlite.MIGRATIONS", (MIGRATIONS[0], bad))
+    monkeypatch.setattr("presencebot.store.sqlite.MIGRATIONS", (*MIGRATIONS, bad))
     s = SQLiteStore(db)
     with pytest.raises(StoreError, match="no_such_table"):
         await s.open()
-    assert user_version(db) == 1
-    assert tables(db) == TABLES_V1  # step 1's tables remain, step 2's table is gone
+    assert user_version(db) == current
+    assert tables(db) == TABLES  # the earlier steps' tables remain, the bad step's table is gone
     with raw(db) as conn:
         columns = [r[1] for r in conn.execute("PRAGMA table_info(alerts)")]
         assert "extra" not in columns

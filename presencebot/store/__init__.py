@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 from presencebot.alerts import Alert, AlertState
 from presencebot.config import Config
 from presencebot.ids import AlertId
+from presencebot.store.delivery import NewNotice
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,9 +34,18 @@ class AlertStore(Protocol):
         """Finish every write already accepted, then release the database."""
         ...
 
-    async def add(self, alert: Alert, notify: Sequence[tuple[str, str]]) -> Alert:
-        """Store ``alert``, its evidence and one outbox row per ``(target name, sink)`` in one
-        transaction; return the alert as stored (with its notifications)."""
+    async def add(
+        self,
+        alert: Alert,
+        notify: Sequence[tuple[str, str] | NewNotice],
+        *,
+        trace: Sequence[str] = (),
+        escalate_at: datetime | None = None,
+        force: str | None = None,
+    ) -> Alert:
+        """Store ``alert``, its evidence, one outbox row per notice (or ``(target name, sink)``),
+        its first trace lines and escalation time in one transaction; return the alert as
+        stored (with its notifications)."""
         ...
 
     async def get(self, alert_id: AlertId) -> Alert: ...

@@ -65,4 +65,47 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         PRIMARY KEY (network, room)
     );
     """,
+    # 3: delivery — what kind of notice each outbox row is, when it was delivered, escalation
+    # state per alert, a trace of every routing and delivery decision, disabled targets.
+    """
+    CREATE TABLE outbox_v3 (
+        id              TEXT PRIMARY KEY,
+        alert_id        TEXT NOT NULL REFERENCES alerts (id) ON DELETE CASCADE,
+        target          TEXT NOT NULL,
+        sink            TEXT NOT NULL,
+        state           TEXT NOT NULL DEFAULT 'pending',
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at TEXT NOT NULL,
+        last_error      TEXT,
+        kind            TEXT NOT NULL DEFAULT 'alert',
+        step            INTEGER NOT NULL DEFAULT 0,
+        delivered_at    TEXT
+    );
+    INSERT INTO outbox_v3 (id, alert_id, target, sink, state, attempts, next_attempt_at, last_error)
+        SELECT id, alert_id, target, sink, state, attempts, next_attempt_at, last_error
+        FROM outbox ORDER BY rowid;
+    DROP TABLE outbox;
+    ALTER TABLE outbox_v3 RENAME TO outbox;
+    CREATE INDEX outbox_due ON outbox (state, next_attempt_at);
+    -- One first notice per alert and target; escalations and failure notices may repeat.
+    CREATE UNIQUE INDEX outbox_first_notice ON outbox (alert_id, target) WHERE kind = 'alert';
+    ALTER TABLE alerts ADD COLUMN escalation_step INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE alerts ADD COLUMN escalate_at TEXT;
+    ALTER TABLE alerts ADD COLUMN force TEXT;
+    ALTER TABLE alerts ADD COLUMN updated_at TEXT;
+    CREATE INDEX alerts_escalate ON alerts (state, escalate_at);
+    CREATE INDEX alerts_group ON alerts (network, room, category, state, created_at);
+    CREATE TABLE alert_trace (
+        alert_id  TEXT NOT NULL REFERENCES alerts (id) ON DELETE CASCADE,
+        seq       INTEGER NOT NULL,
+        at        TEXT NOT NULL,
+        line      TEXT NOT NULL,
+        PRIMARY KEY (alert_id, seq)
+    );
+    CREATE TABLE disabled_targets (
+        target  TEXT PRIMARY KEY,
+        at      TEXT NOT NULL,
+        reason  TEXT NOT NULL
+    );
+    """,
 )

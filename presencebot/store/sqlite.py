@@ -22,7 +22,8 @@ from presencebot.errors import AlertNotFound, StoreError
 from presencebot.events import RoomRef, utcnow
 from presencebot.ids import AlertId, EventId, RoomId
 from presencebot.rule import Severity
-from presencebot.store import RoomStateRow
+from presencebot.store import RoomStateRow, delivery
+from presencebot.store.delivery import NewNotice
 from presencebot.store.migrations import MIGRATIONS
 
 T = TypeVar("T")
@@ -172,14 +173,32 @@ class SQLiteStore:
         return await self._call(query)
 
     # --- alerts ------------------------------------------------------------------------------
-    async def add(self, alert: Alert, notify: Sequence[tuple[str, str]]) -> Alert:
-        notifications = tuple(Notification(uuid.uuid4().hex, target, sink) for target, sink in notify)
-        await self._call(lambda: self._add_sync(alert, notifications))
+    async def add(
+        self,
+        alert: Alert,
+        notify: Sequence[tuple[str, str] | NewNotice],
+        *,
+        trace: Sequence[str] = (),
+        escalate_at: datetime | None = None,
+        force: str | None = None,
+    ) -> Alert:
+        notices = [n if isinstance(n, NewNotice) else NewNotice(n[0], n[1]) for n in notify]
+        notifications = tuple(Notification(uuid.uuid4().hex, n.target, n.sink) for n in notices)
+        await self._call(lambda: self._add_sync(alert, notifications, notices, trace, escalate_at, force))
         return _replace_notifications(alert, notifications)
 
-    def _add_sync(self, alert: Alert, notifications: tuple[Notification, ...]) -> None:
+    def _add_sync(
+        self,
+        alert: Alert,
+        notifications: tuple[Notification, ...],
+        notices: Sequence[NewNotice] = (),
+        trace: Sequence[str] = (),
+        escalate_at: datetime | None = None,
+        force: str | None = None,
+    ) -> None:
         conn = self.conn
-        now = utcnow().isoformat()
+        # Due from the moment it was raised (the dispatcher's clock may be a test's).
+        now = alert.created_at.isoformat()
         try:
             conn.execute("BEGIN IMMEDIATE")
             conn.execute(
@@ -222,9 +241,22 @@ class SQLiteStore:
                 ],
             )
             conn.executemany(
-                "INSERT INTO outbox (id, alert_id, target, sink, next_attempt_at) VALUES (?,?,?,?,?)",
-                [(n.id, alert.id, n.target, n.sink, now) for n in notifications],
+                "INSERT INTO outbox (id, alert_id, target, sink, next_attempt_at, kind, step)"
+                " VALUES (?,?,?,?,?,?,?)",
+                [
+                    (n.id, alert.id, n.target, n.sink, now, notice.kind, notice.step)
+                    for n, notice in zip(
+                        notifications,
+                        notices or [NewNotice(n.target, n.sink) for n in notifications],
+                        strict=True,
+                    )
+                ],
             )
+            conn.execute(
+                "UPDATE alerts SET escalate_at = ?, force = ?, updated_at = ? WHERE id = ?",
+                (None if escalate_at is None else escalate_at.isoformat(), force, now, alert.id),
+            )
+            delivery.add_trace(conn, alert.id, trace, alert.created_at)
             conn.execute("COMMIT")
         except (sqlite3.Error, ValueError) as exc:
             # ValueError: text sqlite3 cannot encode (a lone surrogate from a lenient decoder).
@@ -234,6 +266,85 @@ class SQLiteStore:
             # Anything else must not leave the transaction open: every later add would fail.
             _rollback(conn)
             raise
+
+    async def extend(self, alert_id: AlertId, evidence: Sequence[EvidenceItem], trace: Sequence[str]) -> None:
+        """Add evidence to an open alert (grouping: the same request again, no new page)."""
+
+        def write() -> None:
+            conn = self.conn
+            now = utcnow()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                known = {
+                    r[0]
+                    for r in conn.execute("SELECT event_id FROM evidence WHERE alert_id = ?", (alert_id,))
+                }
+                (last,) = conn.execute(
+                    "SELECT COALESCE(MAX(seq), -1) FROM evidence WHERE alert_id = ?", (alert_id,)
+                ).fetchone()
+                fresh = [e for e in evidence if e.event_id not in known]
+                conn.executemany(
+                    "INSERT INTO evidence (alert_id, seq, event_id, native_id, author_nick,"
+                    " author_account, at, text, flagged) VALUES (?,?,?,?,?,?,?,?,?)",
+                    [
+                        (
+                            alert_id,
+                            int(last) + 1 + i,
+                            e.event_id,
+                            e.native_id,
+                            e.author.nick,
+                            e.author.account,
+                            e.at.isoformat(),
+                            e.text,
+                            int(e.flagged),
+                        )
+                        for i, e in enumerate(fresh)
+                    ],
+                )
+                conn.execute("UPDATE alerts SET updated_at = ? WHERE id = ?", (now.isoformat(), alert_id))
+                delivery.add_trace(conn, alert_id, trace, now)
+                conn.execute("COMMIT")
+            except BaseException:
+                _rollback(conn)
+                raise
+
+        await self._call(write)
+
+    async def find_group(self, alert: Alert, since: datetime) -> AlertId | None:
+        def query() -> str | None:
+            requester = alert.requester
+            return delivery.find_group(
+                self.conn,
+                network=alert.room.network,
+                room=alert.room.id,
+                category=alert.category,
+                target=(alert.target.nick, alert.target.account),
+                requester=None if requester is None else (requester.nick, requester.account),
+                since=since,
+            )
+
+        found = await self._call(query)
+        return None if found is None else AlertId(found)
+
+    async def transaction(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``work`` in one write transaction on the store's thread (the dispatcher's steps)."""
+
+        def run() -> T:
+            conn = self.conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = work(conn)
+                conn.execute("COMMIT")
+            except BaseException:
+                _rollback(conn)
+                raise
+            return result
+
+        return await self._call(run)
+
+    async def read(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run a read-only query function on the store's thread."""
+        return await self._call(lambda: work(self.conn))
 
     async def get(self, alert_id: AlertId) -> Alert:
         return await self._call(lambda: self._get_sync(alert_id))
@@ -262,19 +373,22 @@ class SQLiteStore:
             conn = self.conn
             conn.execute("BEGIN IMMEDIATE")
             try:
+                now = utcnow()
                 cur = conn.execute(
-                    "UPDATE alerts SET state = ?, acknowledged_by = ?, acknowledged_at = ?"
-                    " WHERE id = ? AND state = ?",
+                    "UPDATE alerts SET state = ?, acknowledged_by = ?, acknowledged_at = ?,"
+                    " escalate_at = NULL WHERE id = ? AND state = ?",
                     (
                         str(AlertState.ACKNOWLEDGED),
                         by,
-                        utcnow().isoformat(),
+                        now.isoformat(),
                         alert_id,
                         str(AlertState.OPEN),
                     ),
                 )
                 if cur.rowcount == 0:
                     self._get_sync(alert_id)  # raises AlertNotFound; else it was already acked
+                else:
+                    delivery.add_trace(conn, alert_id, [f"acknowledged by {by}: escalation stopped"], now)
                 conn.execute("COMMIT")
             except BaseException:
                 _rollback(conn)
