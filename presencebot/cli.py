@@ -12,6 +12,7 @@ import json
 import signal
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 import structlog
@@ -30,7 +31,8 @@ from presencebot.errors import (
     StoreError,
 )
 from presencebot.ids import AlertId
-from presencebot.store import open_store
+from presencebot.store import delivery, open_store
+from presencebot.store.sqlite import SQLiteStore
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
@@ -71,9 +73,23 @@ def _parser() -> argparse.ArgumentParser:
     ack = alerts_sub.add_parser("ack", help="acknowledge an alert")
     ack.add_argument("alert_id")
     ack.add_argument("--by", default=None, help="who acknowledges (default: the login name)")
-    for p in (lst, show, ack):
+    trace = alerts_sub.add_parser("trace", help="why each target was (or was not) notified, step by step")
+    trace.add_argument("alert_id")
+    for p in (lst, show, ack, trace):
         with_config(p)
         p.add_argument("--json", action="store_true", help="print JSON")
+
+    box = sub.add_parser("outbox", help="notifications: pending, delivered, dead letters")
+    box_sub = box.add_subparsers(dest="outbox_command", required=True, metavar="ACTION")
+    box_list = box_sub.add_parser("list", help="notifications (--state dead: the dead letters)")
+    box_list.add_argument("--state", choices=["pending", "delivered", "dead"])
+    box_list.add_argument("--json", action="store_true", help="print JSON")
+    retry = box_sub.add_parser("retry", help="queue a dead notification again")
+    retry.add_argument("notification_id")
+    enable = box_sub.add_parser("enable", help="use again a target that said it was gone (HTTP 410)")
+    enable.add_argument("target")
+    for p in (box_list, retry, enable):
+        with_config(p)
 
     ev = sub.add_parser("eval", help="measure the rules on a labelled corpus (JSON Lines)")
     ev.add_argument("corpus", type=Path)
@@ -106,6 +122,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(config, text, args.config)
         if args.command == "alerts":
             return asyncio.run(_alerts(config, args))
+        if args.command == "outbox":
+            return asyncio.run(_outbox(config, args))
         if args.command == "eval":
             return _eval(config, args)
     except ConfigError as exc:
@@ -158,6 +176,14 @@ async def _alerts(config: Config, args: argparse.Namespace) -> int:
                     print(_summary(alert))
                 if not alerts:
                     print("no alerts")
+        elif args.alerts_command == "trace":
+            lines = await store.read(lambda conn: delivery.traces(conn, args.alert_id))  # type: ignore[attr-defined]
+            if args.json:
+                print(json.dumps([{"at": at.isoformat(), "line": line} for at, line in lines], indent=2))
+            elif not lines:
+                print(f"no trace for {args.alert_id}")
+            for at, line in [] if args.json else lines:
+                print(f"{at:%Y-%m-%d %H:%M:%S}  {line}")
         else:
             try:
                 if args.alerts_command == "show":
@@ -178,6 +204,59 @@ async def _alerts(config: Config, args: argparse.Namespace) -> int:
     finally:
         await store.close()
     return EXIT_OK
+
+
+async def _outbox(config: Config, args: argparse.Namespace) -> int:
+    """The delivery side, for operators: dead letters surface here (and in the logs and to the
+    supervisors), and can be queued again once the endpoint is fixed."""
+    store = SQLiteStore(config.store.path)
+    await store.open()
+    try:
+        if args.outbox_command == "list":
+            rows = await store.read(lambda conn: delivery.rows(conn, state=args.state))
+            disabled = await store.read(delivery.disabled_targets)
+            if args.json:
+                print(json.dumps([_row_json(r) for r in rows], indent=2))
+                return EXIT_OK
+            for row in rows:
+                print(
+                    f"{row.id}  alert {row.alert_id}  {row.kind:<11} -> {row.target:<16} {row.state:<9}"
+                    f" {row.attempts} attempt(s)"
+                    + (f"  last error: {row.last_error}" if row.last_error else "")
+                )
+            for target, reason in disabled.items():
+                print(f"target {target} is disabled: {reason} (presencebot outbox enable {target})")
+            if not rows:
+                print("no notifications")
+            return EXIT_OK
+        if args.outbox_command == "retry":
+            now = datetime.now(UTC)
+            queued = await store.transaction(lambda conn: delivery.requeue(conn, args.notification_id, now))
+            print("queued again" if queued else f"no dead notification {args.notification_id}")
+            return EXIT_OK if queued else EXIT_USAGE
+        enabled = await store.transaction(lambda conn: delivery.enable_target(conn, args.target))
+        print(f"{args.target} enabled again" if enabled else f"{args.target} was not disabled")
+        return EXIT_OK
+    except StoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    finally:
+        await store.close()
+
+
+def _row_json(row: delivery.OutboxRow) -> dict[str, object]:
+    return {
+        "id": row.id,
+        "alert_id": row.alert_id,
+        "target": row.target,
+        "sink": row.sink,
+        "kind": row.kind,
+        "state": row.state,
+        "attempts": row.attempts,
+        "next_attempt_at": row.next_attempt_at.isoformat(),
+        "last_error": row.last_error,
+        "delivered_at": row.delivered_at.isoformat() if row.delivered_at else None,
+    }
 
 
 def _login() -> str:

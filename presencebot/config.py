@@ -212,6 +212,9 @@ class DeliveryConfig(_Model):
     backoff_base_seconds: float = Field(default=2.0, gt=0, le=3600)
     backoff_cap_seconds: float = Field(default=600.0, gt=0, le=86_400)
     concurrency: int = Field(default=8, ge=1, le=256)
+    shutdown_grace_seconds: float = Field(
+        default=5.0, ge=0, le=300, description="At a clean stop, keep delivering what is due this long."
+    )
 
 
 class EscalationStep(_Model):

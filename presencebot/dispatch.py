@@ -135,6 +135,23 @@ class Dispatcher:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), delay)
 
+    async def flush(self, deadline: float) -> None:
+        """At a clean shutdown: deliver what is due now, for at most ``deadline`` seconds; what is
+        left stays pending for the next start (nothing is lost either way)."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + deadline
+        with contextlib.suppress(TimeoutError, StoreError):
+            while loop.time() < end:
+                remaining = end - loop.time()
+                if await asyncio.wait_for(self._deliveries_only(), remaining) == 0:
+                    return
+
+    async def _deliveries_only(self) -> int:
+        now = self.clock()
+        rows = await self.store.read(lambda conn: outbox.due(conn, now, BATCH))
+        await asyncio.gather(*(self._deliver(row, now) for row in rows))
+        return len(rows)
+
     async def tick(self, now: datetime | None = None) -> int:
         """One pass: every due delivery, then every due escalation. Returns how many were done."""
         now = now or self.clock()

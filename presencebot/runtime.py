@@ -211,10 +211,13 @@ class Runtime:
             retry.cancel()
             reannounce.cancel()
             background = [retry, reannounce]
-            if dispatching is not None:
-                # In-flight deliveries are abandoned: their rows are still pending and are sent
-                # again (same id) at the next start.
+            if dispatching is not None and self.dispatcher is not None:
+                # Deliver what is due (e.g. alerts raised just before the end of a piped
+                # transcript) for a few seconds; anything still in flight is abandoned: its row
+                # is still pending and is sent again (same id) at the next start.
                 dispatching.cancel()
+                await asyncio.gather(dispatching, return_exceptions=True)
+                await self.dispatcher.flush(self.config.delivery.shutdown_grace_seconds)
                 background.append(dispatching)
             await asyncio.gather(*background, return_exceptions=True)
             for sink in self.sinks.values():

@@ -385,3 +385,40 @@ async def test_run_loop_wakes_on_kick(setup: Any, receivers: dict[str, Receiver]
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_the_cli_shows_dead_letters_retries_them_and_reenables_targets(
+    setup: Any, receivers: dict[str, Receiver], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from presencebot import cli
+
+    s = await setup(
+        {
+            "notify": [webhook("officers", receivers["officers"])],
+            "delivery": {"max_attempts": 1},
+            "store": {"path": str(tmp_path / "cli.db")},
+        }
+    )
+    receivers["officers"].answers = [(400, {})]
+    alert = await s.raise_alert(make_alert())
+    await s.dispatcher.tick(T0)
+    await s.store.transaction(lambda conn: outbox.disable_target(conn, "other", "410 Gone", T0))
+    await s.store.close()
+    config = tmp_path / "cli.toml"
+    config.write_text(f'[store]\npath = "{s.store.path}"\n')
+
+    def run(*argv: str) -> int:  # the CLI runs its own event loop
+        return cli.main([*argv, "--config", str(config)])
+
+    assert await asyncio.to_thread(run, "outbox", "list", "--state", "dead") == 0
+    out = capsys.readouterr().out
+    assert f"alert {alert.id}" in out and "dead" in out and "target other is disabled" in out
+    (dead_id,) = [line.split()[0] for line in out.splitlines() if "dead" in line and "alert " in line]
+    assert await asyncio.to_thread(run, "outbox", "retry", dead_id) == 0
+    assert await asyncio.to_thread(run, "outbox", "enable", "other") == 0
+    assert await asyncio.to_thread(run, "alerts", "trace", alert.id) == 0
+    out = capsys.readouterr().out
+    assert "queued again" in out and "other enabled again" in out and "dead letter" in out
+    await s.store.open()  # for the fixture's close
+    (row,) = await s.rows(alert.id)
+    assert row.state == "pending"

@@ -377,7 +377,11 @@ class IrcAdapter(Adapter):
     # --- from the runtime --------------------------------------------------------------------
     async def join(self, room: RoomId) -> None:
         self._rooms[self.state.info.fold(room)] = room
-        self._queue_command(f"JOIN {lines.clean(room).split(' ')[0]}")
+        channel = lines.clean(room).split(" ")[0]
+        key = self.opts.room_keys.get(room)
+        self._queue_command(
+            f"JOIN {channel} {lines.clean(key.get_secret_value())}" if key else f"JOIN {channel}"
+        )
 
     async def leave(self, room: RoomId, reason: str) -> None:
         self._queue_command(f"PART {room} :{lines.clean(reason)[:300]}")

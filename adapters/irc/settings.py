@@ -71,6 +71,9 @@ class IrcSettings(BaseModel):
         default_factory=list, description="Officer channels/nicks: their lines jump the queue."
     )
     announce_timeout: float = Field(default=60.0, gt=0, le=600, description="Time to post the badge.")
+    room_keys: dict[str, SecretStr] = Field(
+        default_factory=dict, description="Channel -> key (+k), e.g. for a private officers' channel."
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> IrcSettings:

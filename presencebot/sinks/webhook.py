@@ -103,6 +103,15 @@ class WebhookSettings(BaseModel):
             raise ValueError("the url needs a host name")
         return url
 
+    @field_validator("secrets", mode="before")
+    @classmethod
+    def _from_environment(cls, value: object) -> object:
+        """Secrets come from the environment, where a value is one string: accept one secret, or
+        several separated by spaces or commas (``whsec_...`` never contains either)."""
+        if isinstance(value, str):
+            return [part for part in value.replace(",", " ").split() if part]
+        return value
+
     @field_validator("secrets")
     @classmethod
     def _usable_secrets(cls, secrets: list[SecretStr]) -> list[SecretStr]:
