@@ -12,7 +12,7 @@ from tests.support import REPO
 BLOCK = re.compile(r"```python\n(.*?)```", re.DOTALL)
 
 
-@pytest.mark.parametrize("doc", ["README.md", "docs/rules.md"])
+@pytest.mark.parametrize("doc", ["README.md", "docs/rules.md", "docs/alerting.md"])
 def test_python_examples_run(doc: str) -> None:
     blocks = BLOCK.findall((REPO / doc).read_text(encoding="utf-8"))
     assert blocks, f"{doc} has no python examples"
