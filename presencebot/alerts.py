@@ -7,7 +7,9 @@ window before it (``[evidence]`` in config) — never more. Building the alert i
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import json
 import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -35,6 +37,28 @@ class EvidenceItem:
     text: str
     flagged: bool
     """True for the message that completed the request."""
+
+    def canonical(self) -> bytes:
+        """The item as fixed bytes (sorted-key JSON, UTF-8): what its SHA-256 is computed over, at
+        storage and again by ``presencebot evidence verify``."""
+        return json.dumps(
+            {
+                "event_id": self.event_id,
+                "native_id": self.native_id,
+                "author_nick": self.author.nick,
+                "author_account": self.author.account,
+                "at": self.at.isoformat(),
+                "text": self.text,
+                "flagged": self.flagged,
+            },
+            sort_keys=True,
+            ensure_ascii=False,
+            separators=(",", ":"),
+        ).encode()
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.canonical()).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)

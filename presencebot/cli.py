@@ -10,9 +10,10 @@ import argparse
 import asyncio
 import json
 import signal
+import sqlite3
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import structlog
@@ -91,6 +92,50 @@ def _parser() -> argparse.ArgumentParser:
     for p in (box_list, retry, enable):
         with_config(p)
 
+    console = sub.add_parser("console", help="serve the officers' web console (without the bot)")
+    with_config(console)
+
+    users = sub.add_parser("users", help="console accounts: add, disable, enable, reset, list")
+    users_sub = users.add_subparsers(dest="users_command", required=True, metavar="ACTION")
+    add = users_sub.add_parser("add", help="create an account (the password is asked for)")
+    add.add_argument("username")
+    add.add_argument("--public-id", required=True, help="shown when the officer speaks, e.g. 'PC 4521'")
+    add.add_argument("--force", required=True)
+    add.add_argument("--role", choices=["officer", "supervisor", "auditor", "admin"], default="officer")
+    add.add_argument("--totp", action="store_true", help="require an authenticator code")
+    for name in ("disable", "enable", "reset"):
+        p = users_sub.add_parser(name, help=f"{name} an account")
+        p.add_argument("username")
+        if name == "reset":
+            p.add_argument(
+                "--totp", choices=["new", "off"], help="also replace (new) or remove the authenticator"
+            )
+    users_sub.add_parser("list", help="list accounts")
+    for p in users_sub.choices.values():
+        with_config(p)
+
+    audit_cmd = sub.add_parser("audit", help="the console's hash-chained audit log")
+    audit_sub = audit_cmd.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
+    verify_cmd = audit_sub.add_parser("verify", help="detect any edited, deleted or reordered entry")
+    verify_cmd.add_argument("--anchor", action="append", default=[], help="a head hash recorded earlier")
+    audit_sub.add_parser("head", help="print the last entry's hash (record it elsewhere)")
+    for p in audit_sub.choices.values():
+        with_config(p)
+
+    ev_cmd = sub.add_parser("evidence", help="tamper-evident evidence bundles")
+    ev_sub = ev_cmd.add_subparsers(dest="evidence_command", required=True, metavar="ACTION")
+    exp = ev_sub.add_parser("export", help="write one alert's evidence bundle")
+    exp.add_argument("alert_id")
+    exp.add_argument("--out", type=Path, required=True)
+    with_config(exp)
+    ver = ev_sub.add_parser("verify", help="recompute every hash of a bundle")
+    ver.add_argument("bundle", type=Path)
+    with_config(ver)  # not needed to verify, accepted for symmetry
+
+    purge = sub.add_parser("purge", help="purge the evidence of dismissed alerts past the retention period")
+    purge.add_argument("--dry-run", action="store_true", help="only list what is due")
+    with_config(purge)
+
     ev = sub.add_parser("eval", help="measure the rules on a labelled corpus (JSON Lines)")
     ev.add_argument("corpus", type=Path)
     ev.add_argument("--json", action="store_true", help="print one JSON object")
@@ -124,6 +169,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_alerts(config, args))
         if args.command == "outbox":
             return asyncio.run(_outbox(config, args))
+        if args.command == "console":
+            return asyncio.run(_console(config))
+        if args.command in ("users", "audit", "evidence", "purge"):
+            if args.command == "evidence" and args.evidence_command == "verify":
+                return _verify_bundle(args.bundle)
+            return asyncio.run(_admin(config, args))
         if args.command == "eval":
             return _eval(config, args)
     except ConfigError as exc:
@@ -237,6 +288,144 @@ async def _outbox(config: Config, args: argparse.Namespace) -> int:
         enabled = await store.transaction(lambda conn: delivery.enable_target(conn, args.target))
         print(f"{args.target} enabled again" if enabled else f"{args.target} was not disabled")
         return EXIT_OK
+    except StoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    finally:
+        await store.close()
+
+
+async def _console(config: Config) -> int:
+    from presencebot.console.server import serve
+
+    store = SQLiteStore(config.store.path)
+    await store.open()
+    try:
+        await serve(config, store, say=None)
+    finally:
+        await store.close()
+    return EXIT_OK
+
+
+def _verify_bundle(path: Path) -> int:
+    from presencebot import evidence
+
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    problems = evidence.verify_bundle(data)
+    for problem in problems:
+        print(f"TAMPERED: {problem}", file=sys.stderr)
+    if problems:
+        print(f"{path}: {len(problems)} problem(s): do not rely on this bundle", file=sys.stderr)
+        return EXIT_FAILURE
+    print(f"{path}: intact (every hash recomputed)")
+    return EXIT_OK
+
+
+async def _admin(config: Config, args: argparse.Namespace) -> int:
+    """Accounts, audit, evidence export and purge: each change is itself audited."""
+    import getpass
+
+    from presencebot import accounts, audit, evidence, retention
+
+    store = SQLiteStore(config.store.path)
+    await store.open()
+    now = datetime.now(UTC)
+    actor = f"cli:{_login()}"
+    try:
+        if args.command == "users":
+            if args.users_command == "list":
+                for user in await store.read(accounts.list_users):
+                    flags = " disabled" if user.disabled else ""
+                    print(f"{user.username:<20} {user.role:<10} {user.force:<10} {user.public_id}{flags}")
+                return EXIT_OK
+            if args.users_command in ("add", "reset"):
+                password = getpass.getpass("Password (12 characters or more): ")
+            if args.users_command == "add":
+                user, uri = await store.transaction(
+                    lambda conn: (
+                        accounts.add_user(
+                            conn,
+                            username=args.username,
+                            password=password,
+                            public_id=args.public_id,
+                            force=args.force,
+                            role=args.role,
+                            totp=args.totp,
+                            now=now,
+                        ),
+                        audit.record(
+                            conn,
+                            actor=actor,
+                            action="user_add",
+                            object=args.username,
+                            outcome="ok",
+                            detail=f"{args.role} of {args.force}",
+                            at=now,
+                        ),
+                    )[0]
+                )
+                print(f"added {user.username} ({user.role}, {user.force})")
+                if uri:
+                    print(f"authenticator (shown once): {uri}")
+                return EXIT_OK
+
+            def change(conn: sqlite3.Connection) -> accounts.User:
+                if args.users_command == "disable":
+                    return accounts.disable_user(conn, args.username)
+                if args.users_command == "enable":
+                    return accounts.enable_user(conn, args.username)
+                user = accounts.reset_password(conn, args.username, password, now=now)
+                if args.totp:
+                    uri = accounts.reset_totp(conn, args.username, enable=args.totp == "new")
+                    if uri:
+                        print(f"new authenticator (shown once): {uri}")
+                return user
+
+            action = f"user_{args.users_command}"
+            name = args.username
+            await store.transaction(
+                lambda conn: (
+                    change(conn),
+                    audit.record(conn, actor=actor, action=action, object=name, outcome="ok", at=now),
+                )
+            )
+            print(f"{args.users_command}: {args.username} done")
+            return EXIT_OK
+        if args.command == "audit":
+            if args.audit_command == "head":
+                print(await store.read(audit.head))
+                return EXIT_OK
+            problems = await store.read(lambda conn: audit.verify(conn, anchors=args.anchor))
+            for problem in problems:
+                print(f"TAMPERED: {problem}", file=sys.stderr)
+            if problems:
+                return EXIT_FAILURE
+            print("the audit log is intact")
+            return EXIT_OK
+        if args.command == "evidence":
+            bundle = await store.transaction(
+                lambda conn: evidence.export(conn, args.alert_id, exporter=actor, at=now)
+            )
+            args.out.write_bytes(bundle)
+            print(f"wrote {args.out} ({len(bundle)} bytes)")
+            return EXIT_OK
+        after = timedelta(days=config.console.purge_dismissed_after_days)
+        if args.dry_run:
+            due = await store.read(lambda conn: retention.due(conn, now, dismissed_after=after))
+            print("\n".join(due) if due else "nothing to purge")
+            return EXIT_OK
+        purged = await store.transaction(
+            lambda conn: retention.purge(conn, now, dismissed_after=after, actor=actor)
+        )
+        print(f"purged the evidence of {len(purged)} alert(s)")
+        return EXIT_OK
+    except (accounts.AccountError, AlertNotFound) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except StoreError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILURE

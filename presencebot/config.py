@@ -242,6 +242,22 @@ class GroupingConfig(_Model):
     )
 
 
+class ConsoleConfig(_Model):
+    """The officers' web console (``presencebot console``, or with the bot when enabled)."""
+
+    enabled: bool = Field(default=False, description="Serve the console from the bot process.")
+    host: str = Field(default="127.0.0.1", description="Keep it on loopback behind a TLS reverse proxy.")
+    port: int = Field(default=8080, ge=1, le=65535)
+    secure_cookies: bool = Field(
+        default=True, description="Cookies only over HTTPS; false only for a local test over HTTP."
+    )
+    session_hours: float = Field(default=12.0, gt=0, le=72)
+    idle_minutes: float = Field(default=30.0, gt=0, le=720)
+    purge_dismissed_after_days: float = Field(
+        default=30.0, ge=0, le=3650, description="Dismissed alerts' evidence is purged after this long."
+    )
+
+
 class SupervisorConfig(_Model):
     """How a crashed adapter is restarted: exponential backoff with full jitter."""
 
@@ -279,6 +295,7 @@ class Config(_Model):
     escalation: EscalationConfig = Field(default_factory=EscalationConfig)
     grouping: GroupingConfig = Field(default_factory=GroupingConfig)
     roster: RosterConfig = Field(default_factory=RosterConfig)
+    console: ConsoleConfig = Field(default_factory=ConsoleConfig)
     supervisor: SupervisorConfig = Field(default_factory=SupervisorConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     help: dict[Region, list[HelpResource]] = Field(default_factory=_default_help)

@@ -193,6 +193,12 @@ class Runtime:
         dispatching = (
             asyncio.create_task(self.dispatcher.run(), name="dispatcher") if self.dispatcher else None
         )
+        console = None
+        if self.config.console.enabled and isinstance(self.store, SQLiteStore):
+            from presencebot.console.server import server
+
+            console = server(self.config, self.store, say=self.say, embedded=True)
+            console_task = asyncio.create_task(console.serve(), name="console")
         try:
             self._tasks = [
                 asyncio.create_task(self._supervise(slot), name=f"adapter:{slot.name}")
@@ -211,6 +217,10 @@ class Runtime:
             retry.cancel()
             reannounce.cancel()
             background = [retry, reannounce]
+            if console is not None:
+                console.should_exit = True
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(console_task, 5)
             if dispatching is not None and self.dispatcher is not None:
                 # Deliver what is due (e.g. alerts raised just before the end of a piped
                 # transcript) for a few seconds; anything still in flight is abandoned: its row

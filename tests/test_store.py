@@ -27,7 +27,16 @@ LILY = Author("lily", AccountId("lily-acct"))
 MARK = Author("mark")  # no account
 NOTIFY = [("police", "email"), ("duty", "sms")]  # deliberately not in alphabetical order
 TABLES_V1 = {"alerts", "evidence", "outbox"}
-TABLES = {*TABLES_V1, "room_states", "alert_trace", "disabled_targets"}
+TABLES = {
+    *TABLES_V1,
+    "room_states",
+    "alert_trace",
+    "disabled_targets",
+    "users",
+    "sessions",
+    "audit_log",
+    "alert_actions",
+}
 
 
 def make_alert(

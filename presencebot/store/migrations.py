@@ -108,4 +108,60 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         reason  TEXT NOT NULL
     );
     """,
+    # 4: the officers' console — accounts and sessions, what officers do with alerts, the
+    # hash-chained audit log, and the per-message hashes that outlive purged evidence.
+    """
+    CREATE TABLE users (
+        id             INTEGER PRIMARY KEY,
+        username       TEXT NOT NULL UNIQUE,
+        public_id      TEXT NOT NULL,
+        force          TEXT NOT NULL,
+        role           TEXT NOT NULL CHECK (role IN ('officer', 'supervisor', 'auditor', 'admin')),
+        password_hash  TEXT NOT NULL,
+        totp_secret    TEXT,
+        disabled       INTEGER NOT NULL DEFAULT 0,
+        failed_logins  INTEGER NOT NULL DEFAULT 0,
+        locked_until   TEXT,
+        created_at     TEXT NOT NULL
+    );
+    CREATE TABLE sessions (
+        token_hash  TEXT PRIMARY KEY,
+        user_id     INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+        csrf        TEXT NOT NULL,
+        created_at  TEXT NOT NULL,
+        last_seen   TEXT NOT NULL,
+        expires_at  TEXT NOT NULL,
+        revoked     INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX sessions_user ON sessions (user_id, revoked);
+    CREATE TABLE audit_log (
+        seq        INTEGER PRIMARY KEY,
+        at         TEXT NOT NULL,
+        actor      TEXT,
+        action     TEXT NOT NULL,
+        object     TEXT,
+        outcome    TEXT NOT NULL,
+        detail     TEXT NOT NULL DEFAULT '',
+        prev_hash  TEXT NOT NULL,
+        hash       TEXT NOT NULL
+    );
+    CREATE TABLE alert_actions (
+        id          INTEGER PRIMARY KEY,
+        alert_id    TEXT NOT NULL REFERENCES alerts (id) ON DELETE CASCADE,
+        at          TEXT NOT NULL,
+        actor       TEXT NOT NULL,
+        kind        TEXT NOT NULL,
+        reason      TEXT,
+        text        TEXT,
+        until       TEXT,
+        request_id  TEXT UNIQUE
+    );
+    CREATE INDEX alert_actions_alert ON alert_actions (alert_id, at);
+    ALTER TABLE alerts ADD COLUMN claimed_by TEXT;
+    ALTER TABLE alerts ADD COLUMN disposition TEXT;
+    ALTER TABLE alerts ADD COLUMN disposed_at TEXT;
+    ALTER TABLE alerts ADD COLUMN snoozed_until TEXT;
+    ALTER TABLE alerts ADD COLUMN purged_at TEXT;
+    ALTER TABLE evidence ADD COLUMN sha256 TEXT;
+    """,
 )

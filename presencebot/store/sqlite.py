@@ -224,7 +224,7 @@ class SQLiteStore:
             )
             conn.executemany(
                 "INSERT INTO evidence (alert_id, seq, event_id, native_id, author_nick,"
-                " author_account, at, text, flagged) VALUES (?,?,?,?,?,?,?,?,?)",
+                " author_account, at, text, flagged, sha256) VALUES (?,?,?,?,?,?,?,?,?,?)",
                 [
                     (
                         alert.id,
@@ -236,6 +236,7 @@ class SQLiteStore:
                         e.at.isoformat(),
                         e.text,
                         int(e.flagged),
+                        e.sha256,
                     )
                     for seq, e in enumerate(alert.evidence)
                 ],
@@ -285,7 +286,7 @@ class SQLiteStore:
                 fresh = [e for e in evidence if e.event_id not in known]
                 conn.executemany(
                     "INSERT INTO evidence (alert_id, seq, event_id, native_id, author_nick,"
-                    " author_account, at, text, flagged) VALUES (?,?,?,?,?,?,?,?,?)",
+                    " author_account, at, text, flagged, sha256) VALUES (?,?,?,?,?,?,?,?,?,?)",
                     [
                         (
                             alert_id,
@@ -297,6 +298,7 @@ class SQLiteStore:
                             e.at.isoformat(),
                             e.text,
                             int(e.flagged),
+                            e.sha256,
                         )
                         for i, e in enumerate(fresh)
                     ],

@@ -1,0 +1,38 @@
+"""Serving the console with uvicorn inside the bot's event loop (or on its own)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Generator
+
+import uvicorn
+
+from presencebot.config import Config
+from presencebot.console.app import Say, create_app
+from presencebot.store.sqlite import SQLiteStore
+
+
+class _EmbeddedServer(uvicorn.Server):
+    """Leaves SIGINT/SIGTERM to the bot's runtime, which stops the console with everything else."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+def server(config: Config, store: SQLiteStore, *, say: Say | None, embedded: bool = False) -> uvicorn.Server:
+    app = create_app(config, store, say=say)
+    settings = uvicorn.Config(
+        app,
+        host=config.console.host,
+        port=config.console.port,
+        log_level="warning",
+        access_log=False,  # URLs carry alert ids; the audit log records what matters
+        lifespan="off",
+        server_header=False,
+    )
+    return _EmbeddedServer(settings) if embedded else uvicorn.Server(settings)
+
+
+async def serve(config: Config, store: SQLiteStore, *, say: Say | None) -> None:
+    await server(config, store, say=say).serve()
