@@ -10,16 +10,19 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 
 from pydantic import BaseModel
 
 from presencebot.adapter import Adapter, AdapterHost
+from presencebot.alerts import Alert, EvidenceItem
 from presencebot.badge import Badge
 from presencebot.config import Config
-from presencebot.events import Connected, Event, Invited, Joined
-from presencebot.ids import RoomId
+from presencebot.events import Author, Connected, Event, Invited, Joined, RoomRef
+from presencebot.ids import AccountId, AlertId, EventId, RoomId
+from presencebot.rule import Severity
 from presencebot.runtime import Runtime
 from presencebot.store.sqlite import SQLiteStore
 
@@ -127,3 +130,40 @@ def require(available: bool, reason: str) -> None:
     if os.environ.get("CI"):
         pytest.fail(f"required in CI: {reason}")
     pytest.skip(reason)
+
+
+def sample_alert(
+    alert_id: str = "a00000000001",
+    *,
+    at: datetime | None = None,
+    target: Author | None = None,
+    requester: Author | None = None,
+    category: str = "location",
+    severity: Severity = Severity.HIGH,
+    explanation: str = "lily stated age 12; mark asked where she lives",
+    texts: tuple[str, str] = ("im 12", "where do u live"),
+    event_prefix: str | None = None,
+) -> Alert:
+    """An alert as the rule would raise it: the child's age statement, then the flagged request."""
+    at = at or datetime(2024, 5, 1, 14, 0, 0, 123456, tzinfo=UTC)
+    target = target or Author("lily", AccountId("lily-acct"))
+    asker = requester or Author("mark")
+    prefix = event_prefix or alert_id
+    return Alert(
+        id=AlertId(alert_id),
+        created_at=at,
+        room=RoomRef("libera", RoomId("#kids")),
+        rule_id="minor_whereabouts",
+        rule_version="1.0",
+        category=category,
+        severity=severity,
+        target=target,
+        requester=asker,
+        explanation=explanation,
+        evidence=(
+            EvidenceItem(
+                EventId(f"{prefix}-1"), "native-1", target, at - timedelta(minutes=1), texts[0], False
+            ),
+            EvidenceItem(EventId(f"{prefix}-2"), None, asker, at, texts[1], True),
+        ),
+    )

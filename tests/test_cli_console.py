@@ -11,31 +11,21 @@ from pathlib import Path
 import pytest
 
 from presencebot import cli
-from presencebot.alerts import Alert, EvidenceItem
-from presencebot.events import Author, RoomRef
-from presencebot.ids import AccountId, AlertId, EventId, RoomId
-from presencebot.rule import Severity
+from presencebot.alerts import Alert
+from presencebot.events import Author
+from presencebot.ids import AccountId
+from tests.support import sample_alert
 
 
 def make_alert(alert_id: str = "a00000000001") -> Alert:
-    at = datetime(2026, 1, 14, 12, 0, tzinfo=UTC)
-    return Alert(
-        id=AlertId(alert_id),
-        created_at=at,
-        room=RoomRef("libera", RoomId("#kids")),
-        rule_id="minor_whereabouts",
-        rule_version="1.0",
-        category="address",
-        severity=Severity.HIGH,
+    return sample_alert(
+        alert_id,
+        at=datetime(2026, 1, 14, 12, 0, tzinfo=UTC),
         target=Author("lily", AccountId("lily")),
         requester=Author("mark", AccountId("mark")),
+        category="address",
         explanation="lily stated age 12; mark asked for her address",
-        evidence=(
-            EvidenceItem(EventId("e1"), None, Author("lily", AccountId("lily")), at, "im 12", False),
-            EvidenceItem(
-                EventId("e2"), None, Author("mark", AccountId("mark")), at, "whats ur address", True
-            ),
-        ),
+        texts=("im 12", "whats ur address"),
     )
 
 

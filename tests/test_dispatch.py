@@ -14,17 +14,17 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from presencebot.alerts import Alert, AlertState, EvidenceItem
+from presencebot.alerts import Alert, AlertState
 from presencebot.config import Config
 from presencebot.dispatch import Dispatcher
-from presencebot.events import Author, RoomRef
-from presencebot.ids import AccountId, AlertId, EventId, RoomId
+from presencebot.events import Author
+from presencebot.ids import AccountId
 from presencebot.roster import Roster
-from presencebot.rule import Severity
 from presencebot.sinks.factory import build_sinks
 from presencebot.sinks.webhook import verify
 from presencebot.store import delivery as outbox
 from presencebot.store.sqlite import SQLiteStore
+from tests.support import sample_alert
 
 SECRET = "whsec_" + "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0"  # base64 of a 24-byte secret
 T0 = datetime(2026, 1, 14, 12, 0, tzinfo=UTC)  # a Wednesday, noon UTC
@@ -83,23 +83,12 @@ def webhook(name: str, receiver: Receiver, role: str = "officers") -> dict[str, 
 
 
 def make_alert(n: int = 1, *, target: str = "lily", requester: str = "mark") -> Alert:
-    at = T0
-    return Alert(
-        id=AlertId(f"a{n:011d}"),
-        created_at=at,
-        room=RoomRef("libera", RoomId("#kids")),
-        rule_id="minor_whereabouts",
-        rule_version="1.0",
-        category="location",
-        severity=Severity.HIGH,
+    return sample_alert(
+        f"a{n:011d}",
+        at=T0,
         target=Author(target, AccountId(target)),
         requester=Author(requester, AccountId(requester)),
         explanation=f"{target} stated age 12; {requester} asked where they live",
-        evidence=(
-            EvidenceItem(
-                EventId(f"e{n}"), None, Author(requester, AccountId(requester)), at, "where do u live", True
-            ),
-        ),
     )
 
 

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 from presencebot import audit, evidence, retention
-from presencebot.alerts import Alert, EvidenceItem
-from presencebot.events import Author, RoomRef
-from presencebot.ids import AccountId, AlertId, EventId, RoomId
-from presencebot.rule import Severity
+from presencebot.alerts import Alert
+from presencebot.events import Author
+from presencebot.ids import AccountId
 from presencebot.store.sqlite import SQLiteStore
+from tests.support import sample_alert
 
 T0 = datetime(2024, 5, 1, 14, 0, 0, 123456, tzinfo=UTC)
 NOW = T0 + timedelta(days=100)
@@ -26,22 +26,7 @@ MARK = Author("mark")
 
 
 def make_alert(n: int) -> Alert:
-    return Alert(
-        id=AlertId(f"a{n:011d}"),
-        created_at=T0,
-        room=RoomRef("libera", RoomId("#kids")),
-        rule_id="minor_whereabouts",
-        rule_version="2",
-        category="grooming",
-        severity=Severity.HIGH,
-        target=LILY,
-        requester=MARK,
-        explanation="asked a child where she lives",
-        evidence=(
-            EvidenceItem(EventId(f"e{n}a"), "native-1", LILY, T0 - timedelta(minutes=1), "im 12", False),
-            EvidenceItem(EventId(f"e{n}b"), None, MARK, T0, "where do u live", True),
-        ),
-    )
+    return sample_alert(f"a{n:011d}", at=T0, target=LILY, requester=MARK)
 
 
 # (disposition, disposed this long before NOW, should be purged)
