@@ -213,7 +213,12 @@ class Console:
         rows = await self.store.read(lambda conn: queries.queue(conn, user, now=now, **filters))  # type: ignore[arg-type]
         return JSONResponse({"now": now.isoformat(), "alerts": [r.to_json(now) for r in rows]})
 
-    async def alert_page(self, request: Request) -> Response:
+    async def _viewable(
+        self, request: Request, action: str
+    ) -> tuple[accounts.User, str, str, queries.QueueRow] | Response:
+        """For a page about one alert: the signed-in user, their CSRF token, the alert id and its
+        row — or the response to send instead (sign in; or "no such alert", audited as denied,
+        whether it does not exist or belongs to a force the user may not see)."""
         found = await self.session(request)
         if found is None:
             return RedirectResponse("/login", status_code=303)
@@ -221,8 +226,15 @@ class Console:
         alert_id = request.path_params["alert_id"]
         row = await self.store.read(lambda conn: queries.visible(conn, user, alert_id))
         if row is None:
-            await self.audit(user.username, "view_alert", alert_id, "denied")
+            await self.audit(user.username, action, alert_id, "denied")
             return self.render("error.html", 404, message="No such alert.")
+        return user, csrf, alert_id, row
+
+    async def alert_page(self, request: Request) -> Response:
+        viewable = await self._viewable(request, "view_alert")
+        if isinstance(viewable, Response):
+            return viewable
+        user, csrf, alert_id, row = viewable
         alert = await self.store.get(AlertId(alert_id))
         requester = alert.requester
         earlier = await self.store.read(
@@ -352,15 +364,10 @@ class Console:
         return RedirectResponse(f"/alerts/{alert_id}", status_code=303)
 
     async def export(self, request: Request) -> Response:
-        found = await self.session(request)
-        if found is None:
-            return RedirectResponse("/login", status_code=303)
-        user, _ = found
-        alert_id = request.path_params["alert_id"]
-        row = await self.store.read(lambda conn: queries.visible(conn, user, alert_id))
-        if row is None:
-            await self.audit(user.username, "export", alert_id, "denied")
-            return self.render("error.html", 404, message="No such alert.")
+        viewable = await self._viewable(request, "export")
+        if isinstance(viewable, Response):
+            return viewable
+        user, _csrf, alert_id, _row = viewable
         now = self.clock()
         try:
             bundle = await self.store.transaction(
