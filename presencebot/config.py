@@ -258,6 +258,19 @@ class ConsoleConfig(_Model):
     )
 
 
+class OpsConfig(_Model):
+    """``/metrics`` (Prometheus) and ``/healthz`` served from the bot process (docs: presencebot.health)."""
+
+    enabled: bool = Field(default=False, description="Serve /metrics and /healthz from the bot process.")
+    host: str = Field(
+        default="127.0.0.1", description="Loopback by default: /healthz names rooms and kick reasons."
+    )
+    port: int = Field(default=9108, ge=1, le=65535)
+    worker_id: str | None = Field(
+        default=None, description="Carried by every log line and presencebot_worker_info (default: host:pid)."
+    )
+
+
 class SupervisorConfig(_Model):
     """How a crashed adapter is restarted: exponential backoff with full jitter."""
 
@@ -296,6 +309,7 @@ class Config(_Model):
     grouping: GroupingConfig = Field(default_factory=GroupingConfig)
     roster: RosterConfig = Field(default_factory=RosterConfig)
     console: ConsoleConfig = Field(default_factory=ConsoleConfig)
+    ops: OpsConfig = Field(default_factory=OpsConfig)
     supervisor: SupervisorConfig = Field(default_factory=SupervisorConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     help: dict[Region, list[HelpResource]] = Field(default_factory=_default_help)

@@ -27,6 +27,7 @@ from datetime import datetime, timedelta
 
 import structlog
 
+from presencebot import metrics
 from presencebot.alerts import AlertState
 from presencebot.config import Config, NotifyConfig
 from presencebot.errors import AlertNotFound, StoreError
@@ -199,6 +200,9 @@ class Dispatcher:
 
         await self.store.transaction(done)
         self.delivered += 1
+        if row.kind == "alert":  # escalations and dead-letter notices are late by design
+            latency = (delivered_at - alert.created_at).total_seconds()
+            metrics.DELIVERY_SECONDS.labels(row.sink).observe(max(0.0, latency))
         log.info(
             "dispatch.delivered", alert_id=row.alert_id, target=row.target, attempt=attempt, kind=row.kind
         )

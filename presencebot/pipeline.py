@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 
 import structlog
 
+from presencebot import metrics
 from presencebot.events import Message
 from presencebot.rooms import RoomContext
 from presencebot.rule import Finding, Flag, Observe, Rule, RuleResult
@@ -94,6 +95,7 @@ class Pipeline:
         finally:
             elapsed = time.perf_counter() - started
             stats.seconds += elapsed
+            metrics.RULE_SECONDS.labels(rule.id).observe(elapsed)
         if elapsed > self.time_budget:
             stats.overruns += 1
             log.warning(

@@ -24,7 +24,7 @@ from enum import StrEnum
 import structlog
 from pydantic import BaseModel
 
-from presencebot import __version__, alerts, catalogue, commands
+from presencebot import __version__, alerts, catalogue, commands, metrics
 from presencebot import log as log_context
 from presencebot.adapter import Adapter, Identity
 from presencebot.backoff import ExponentialBackoff
@@ -90,6 +90,8 @@ class RoomRecord:
     announce_every: float | None = None
     """Seconds between periodic re-announcements of the badge (``None``: only on join)."""
     announced_at: float = 0.0
+    reason: str = ""
+    """Why the room is out (kick, ban, refused join, badge not shown...), for /healthz."""
 
 
 @dataclass(slots=True)
@@ -104,6 +106,7 @@ class NetworkSlot:
     rooms: dict[RoomId, RoomRecord] = field(default_factory=dict)
     restarts: int = 0
     fatal: str | None = None
+    connections: int = 0
 
 
 def invite_allowed(policy: InvitePolicy, event: Invited) -> str | None:
@@ -186,6 +189,7 @@ class Runtime:
 
         Returns the process exit status: 0, or 1 if an adapter stopped on a fatal error.
         """
+        metrics.bind_worker(self.config.ops.worker_id)
         await self.store.open()
         await self._recall_room_states()
         retry = asyncio.create_task(self._keep_trying(), name="unsaved-alerts")
@@ -199,6 +203,12 @@ class Runtime:
 
             console = server(self.config, self.store, say=self.say, embedded=True)
             console_task = asyncio.create_task(console.serve(), name="console")
+        ops = None
+        if self.config.ops.enabled:
+            from presencebot.ops_server import OpsServer, ops_app
+
+            ops = OpsServer(ops_app(self), self.config.ops.host, self.config.ops.port)
+            await ops.start()
         try:
             self._tasks = [
                 asyncio.create_task(self._supervise(slot), name=f"adapter:{slot.name}")
@@ -217,6 +227,8 @@ class Runtime:
             retry.cancel()
             reannounce.cancel()
             background = [retry, reannounce]
+            if ops is not None:
+                await ops.stop()
             if console is not None:
                 console.should_exit = True
                 with contextlib.suppress(Exception):
@@ -263,6 +275,7 @@ class Runtime:
                     RoomRef(row.network, RoomId(row.room)), state
                 )
             record.state = state
+            record.reason = row.reason
             log.info("room.state_recalled", network=row.network, room=row.room, state=row.state)
 
     async def _remember(self, ref: RoomRef, state: str, reason: str = "") -> None:
@@ -339,12 +352,16 @@ class Runtime:
         """The single entry point for everything every adapter reports."""
         slot = self.networks[network]
         if isinstance(event, Message):
+            metrics.MESSAGES.labels(network, slot.adapter_cls.__name__).inc()
             token = log_context.bind_message(event.room.id, event.id)
             try:
                 await self._on_message(slot, event)
             finally:
                 log_context.unbind_message(token)
         elif isinstance(event, Connected):
+            if slot.connections:
+                metrics.RECONNECTS.labels(network).inc()
+            slot.connections += 1
             if event.resumed:
                 slot.connected = True
                 log.info("network.resumed")
@@ -386,6 +403,7 @@ class Runtime:
         elif isinstance(event, Kicked):
             log.warning("room.kicked", by=str(event.by) if event.by else None, reason=event.reason)
             record.state = RoomState.WANTED if record.rejoin_on_kick else RoomState.KICKED
+            record.reason = f"by {event.by}: {event.reason}"
             if record.rejoin_on_kick and slot.connected:
                 await self._join(slot, record)
             elif not record.rejoin_on_kick:
@@ -393,14 +411,17 @@ class Runtime:
         elif isinstance(event, Banned):
             log.warning("room.banned", reason=event.reason)
             record.state = RoomState.BANNED
+            record.reason = event.reason
             await self._remember(record.ref, "banned", event.reason)
         elif isinstance(event, JoinFailed):
             log.warning("room.join_failed", reason=event.reason)
             record.state = RoomState.FAILED
+            record.reason = event.reason
         else:
             log.info("room.left", reason=event.reason)
             if record.state is RoomState.ACTIVE:
                 record.state = RoomState.LEFT
+                record.reason = event.reason
 
     async def _on_joined(self, slot: NetworkSlot, event: Joined, record: RoomRecord | None) -> None:
         adapter = slot.adapter
@@ -418,8 +439,10 @@ class Runtime:
             with contextlib.suppress(Exception):
                 await adapter.leave(event.room.id, "could not show the police badge")
             record.state = RoomState.FAILED
+            record.reason = f"could not show the badge: {exc!r}"
             return
         record.state = RoomState.ACTIVE
+        record.reason = ""
         record.announcements += 1
         record.announced_at = asyncio.get_running_loop().time()
         log.info("room.announced", announcements=record.announcements)
@@ -565,6 +588,7 @@ class Runtime:
         log.warning("room.dismissed", by=str(message.author))
         if record is not None:
             record.state = RoomState.DISMISSED
+            record.reason = f"!police leave by {message.author}"
         await self._remember(message.room, "dismissed", f"!police leave by {message.author}")
         goodbye = catalogue.text(
             language, "leave.goodbye", agency=self.config.agency.name, info_url=self.config.agency.info_url
@@ -577,6 +601,7 @@ class Runtime:
         Returns False if the store refused it: the alert is then kept in memory and retried in
         the background (``_keep_trying``) rather than dropped, and the adapter carries on.
         """
+        metrics.ALERTS.labels(alert.rule_id, alert.category).inc()
         try:
             stored = await self._store(alert)
             if stored is None:
