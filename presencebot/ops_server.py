@@ -146,7 +146,7 @@ def ops_app(runtime: Runtime | None, registry: Registry = REGISTRY) -> Starlette
 
 
 # --- serving -------------------------------------------------------------------------------------
-class _EmbeddedServer(uvicorn.Server):
+class EmbeddedServer(uvicorn.Server):
     """Leaves SIGINT/SIGTERM to the bot's runtime, which stops this server with everything else."""
 
     @contextlib.contextmanager
@@ -174,7 +174,7 @@ class OpsServer:
     def __init__(self, app: Starlette, host: str = "127.0.0.1", port: int = 9108) -> None:
         self.host = host
         self.port = port
-        self._server = _EmbeddedServer(
+        self._server = EmbeddedServer(
             uvicorn.Config(
                 app,
                 log_config=None,  # the bot configures logging; uvicorn's dictConfig must not undo it

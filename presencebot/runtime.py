@@ -199,10 +199,13 @@ class Runtime:
         )
         console = None
         if self.config.console.enabled and isinstance(self.store, SQLiteStore):
-            from presencebot.console.server import server
+            from presencebot.console import create_app
+            from presencebot.ops_server import OpsServer
 
-            console = server(self.config, self.store, say=self.say, embedded=True)
-            console_task = asyncio.create_task(console.serve(), name="console")
+            # Bound before serving: a port already in use is logged, and the bot keeps watching.
+            app = create_app(self.config, self.store, say=self.say)
+            console = OpsServer(app, self.config.console.host, self.config.console.port)
+            await console.start()
         ops = None
         if self.config.ops.enabled:
             from presencebot.ops_server import OpsServer, ops_app
@@ -230,9 +233,7 @@ class Runtime:
             if ops is not None:
                 await ops.stop()
             if console is not None:
-                console.should_exit = True
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(console_task, 5)
+                await console.stop()
             if dispatching is not None and self.dispatcher is not None:
                 # Deliver what is due (e.g. alerts raised just before the end of a piped
                 # transcript) for a few seconds; anything still in flight is abandoned: its row

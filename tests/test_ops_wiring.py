@@ -74,3 +74,25 @@ async def test_delivery_latency_is_observed_for_first_notices(setup: Any, receiv
     await s.raise_alert(make_alert())
     assert await s.dispatcher.tick(T0) == 1
     assert child.count == before + 1
+
+
+async def test_a_console_port_in_use_is_logged_and_the_bot_keeps_watching(
+    start_runtime: Start, scripted: type[ScriptedAdapter], tmp_path: Any
+) -> None:
+    from presencebot.store.sqlite import SQLiteStore
+    from tests.support import announced
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with capture_logs() as logs:
+            h = start_runtime(
+                make_config(console={"enabled": True, "port": port, "secure_cookies": False}),
+                {"net": scripted},
+                [],
+                SQLiteStore(tmp_path / "c.db"),
+            )
+            await announced(scripted)
+        assert not h.task.done()  # the bot is still running, its room announced
+        assert any(e["event"] == "ops.bind_failed" and e["port"] == port for e in logs)

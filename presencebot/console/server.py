@@ -2,22 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Generator
-
 import uvicorn
 
 from presencebot.config import Config
 from presencebot.console.app import Say, create_app
+from presencebot.ops_server import EmbeddedServer
 from presencebot.store.sqlite import SQLiteStore
-
-
-class _EmbeddedServer(uvicorn.Server):
-    """Leaves SIGINT/SIGTERM to the bot's runtime, which stops the console with everything else."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        yield
 
 
 def server(config: Config, store: SQLiteStore, *, say: Say | None, embedded: bool = False) -> uvicorn.Server:
@@ -31,7 +21,7 @@ def server(config: Config, store: SQLiteStore, *, say: Say | None, embedded: boo
         lifespan="off",
         server_header=False,
     )
-    return _EmbeddedServer(settings) if embedded else uvicorn.Server(settings)
+    return EmbeddedServer(settings) if embedded else uvicorn.Server(settings)
 
 
 async def serve(config: Config, store: SQLiteStore, *, say: Say | None) -> None:
