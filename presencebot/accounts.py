@@ -1,7 +1,8 @@
 """The officers' console accounts: users, passwords, an optional TOTP second factor, sessions.
 
 These are plain functions on a ``sqlite3.Connection`` (tables from migration 4), run on the store's
-thread by :meth:`~presencebot.store.sqlite.SQLiteStore.transaction` or ``.read``. The console shows
+thread by :meth:`~presencebot.store.sql.SQLStore.transaction` or ``.read`` (on PostgreSQL, a
+:class:`~presencebot.store.postgres.PgConnection` with the same API). The console shows
 evidence about children, so the choices lean towards safety over convenience:
 
 * Passwords are hashed with argon2id (parameters pinned below, not left to the library's defaults,
@@ -37,6 +38,7 @@ from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from presencebot.errors import PresencebotError
+from presencebot.store.sql import is_unique_violation
 
 # --- errors --------------------------------------------------------------------------------------
 
@@ -412,7 +414,10 @@ def add_user(
                 _utc(now).isoformat(),
             ),
         )
-    except sqlite3.IntegrityError as exc:  # a concurrent add from another process
+    except Exception as exc:
+        if not is_unique_violation(exc):
+            raise
+        # A concurrent add from another process (SQLite or PostgreSQL alike).
         raise UserExists(f"an account named {name!r} already exists") from exc
     return _require(conn, name), None if secret is None else _totp_uri(name, secret)
 

@@ -36,6 +36,7 @@ from datetime import datetime
 from typing import Any, Final, NamedTuple
 
 from presencebot.events import utcnow
+from presencebot.store.sql import POSTGRESQL, dialect
 
 GENESIS: Final = "0" * 64
 """The ``prev_hash`` of the first entry."""
@@ -211,7 +212,8 @@ def record(
 
     It must be the caller's transaction, not one of its own: the entry then commits or rolls back
     with what it records, and ``BEGIN IMMEDIATE`` holds the write lock between reading the head
-    and appending, so two writers cannot both chain onto the same entry.
+    and appending, so two writers cannot both chain onto the same entry. On PostgreSQL the log is
+    also locked here, whichever way the transaction began.
     """
     if not conn.in_transaction:
         raise RuntimeError("audit.record must run inside the caller's transaction (BEGIN IMMEDIATE)")
@@ -222,6 +224,10 @@ def record(
     when = utcnow() if at is None else at
     if when.utcoffset() is None:
         raise ValueError("audit times must be timezone-aware")
+    if dialect(conn) == POSTGRESQL:
+        # Other processes may append too: hold the log (readers still read) until this
+        # transaction ends, so that the head read below is still the head when we append.
+        conn.execute("LOCK TABLE audit_log IN EXCLUSIVE MODE")
     last_seq, prev_hash = head_seq(conn)
     entry = AuditEntry(
         seq=last_seq + 1,

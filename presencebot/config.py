@@ -19,7 +19,15 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from presencebot.errors import ConfigError
 from presencebot.roster import RosterConfig
@@ -187,7 +195,18 @@ class CommandsConfig(_Model):
 
 class StoreConfig(_Model):
     path: Path = Path("presencebot.db")
-    """SQLite file; relative paths are relative to the working directory."""
+    """SQLite file; relative paths are relative to the working directory. Unused when ``url`` is set."""
+    url: str | None = None
+    """PostgreSQL instead of SQLite: ``postgresql://user@host:5432/dbname`` (the tables go in the
+    first schema of the role's ``search_path``; ``?options=-csearch_path%3Dname`` picks another).
+    Set a URL with a password through ``PRESENCEBOT_STORE__URL``, not in the file."""
+
+    @model_validator(mode="after")
+    def _postgresql_url(self) -> StoreConfig:
+        # Checked on the model, not the field: a field error would quote the URL, password and all.
+        if self.url is not None and not self.url.startswith(("postgresql://", "postgres://")):
+            raise ValueError("store.url must be a postgresql:// URL (or left unset for SQLite)")
+        return self
 
 
 class NotifyConfig(_Model):
@@ -271,6 +290,21 @@ class OpsConfig(_Model):
     )
 
 
+class FleetConfig(_Model):
+    """Fleet mode: several bot processes share the configured networks through leases in
+    PostgreSQL; each network entry is one connection unit."""
+
+    enabled: bool = False
+    database_url: SecretStr = Field(
+        default=SecretStr("postgresql://localhost/presencebot"),
+        description="PostgreSQL for the leases (a password goes in PRESENCEBOT_FLEET__DATABASE_URL).",
+    )
+    lease_ttl_seconds: float = Field(
+        default=30.0, ge=1, le=600, description="A dead worker's units move to the others after this."
+    )
+    worker_id: str | None = Field(default=None, description="Default: host:pid:random, unique per start.")
+
+
 class SupervisorConfig(_Model):
     """How a crashed adapter is restarted: exponential backoff with full jitter."""
 
@@ -309,6 +343,7 @@ class Config(_Model):
     grouping: GroupingConfig = Field(default_factory=GroupingConfig)
     roster: RosterConfig = Field(default_factory=RosterConfig)
     console: ConsoleConfig = Field(default_factory=ConsoleConfig)
+    fleet: FleetConfig = Field(default_factory=FleetConfig)
     ops: OpsConfig = Field(default_factory=OpsConfig)
     supervisor: SupervisorConfig = Field(default_factory=SupervisorConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)

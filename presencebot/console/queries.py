@@ -136,7 +136,7 @@ def queue(
         params.append(force)
     sql += " ORDER BY"
     if now is not None:  # ISO 8601 text in UTC, as every writer stores it, compares in time order
-        sql += " COALESCE(snoozed_until > ?, 0),"
+        sql += " CASE WHEN snoozed_until > ? THEN 1 ELSE 0 END,"
         params.append(now.isoformat())
     sql += " severity DESC, created_at ASC LIMIT ?"
     params.append(limit)

@@ -1,8 +1,9 @@
 """Durable storage of alerts, their evidence and their outbox.
 
 :class:`AlertStore` is the interface the runtime and the CLI use; SQLite (:mod:`.sqlite`) is the
-embedded default. The store is the only part of presencebot that writes chat text to disk, and it
-only ever receives flagged evidence.
+embedded default, PostgreSQL (:mod:`.postgres`) the server-backed one with the same behaviour,
+chosen by ``store.url``. The store is the only part of presencebot that writes chat text to disk,
+and it only ever receives flagged evidence.
 """
 
 from __future__ import annotations
@@ -64,6 +65,11 @@ class AlertStore(Protocol):
 
 
 def open_store(config: Config) -> AlertStore:
+    """PostgreSQL when ``store.url`` is set, else the SQLite file at ``store.path``."""
+    if config.store.url:
+        from presencebot.store.postgres import PostgresStore
+
+        return PostgresStore(config.store.url)
     from presencebot.store.sqlite import SQLiteStore
 
     return SQLiteStore(config.store.path)

@@ -1,9 +1,11 @@
 """The delivery side of the store: outbox rows, escalation state, traces, disabled targets.
 
-These are plain functions on a ``sqlite3.Connection``; :class:`~presencebot.store.sqlite.SQLiteStore`
-runs them on its one database thread. Every state change of a notification is one UPDATE, so a
-crash between two of them leaves a row either still pending (it will be sent again: delivery is
-at least once, and the row id is the idempotency key receivers deduplicate on) or done.
+These are plain functions on a ``sqlite3.Connection`` (or PostgreSQL's
+:class:`~presencebot.store.postgres.PgConnection`, which speaks the same API); the store
+(:class:`~presencebot.store.sql.SQLStore`) runs them on its one database thread. Every state
+change of a notification is one UPDATE, so a crash between two of them leaves a row either still
+pending (it will be sent again: delivery is at least once, and the row id is the idempotency key
+receivers deduplicate on) or done.
 """
 
 from __future__ import annotations
