@@ -53,6 +53,8 @@ class AdapterHost(Protocol):
     """What the runtime offers an adapter: one way in, in order, and who the bot speaks for."""
 
     identity: Identity
+    eager_ok: bool
+    """Whether :meth:`emit`'s first step may run outside a task (see the IRC adapter's fast path)."""
 
     async def emit(self, event: Event) -> None:
         """Hand an event to the runtime; returns once it has been handled (back-pressure)."""

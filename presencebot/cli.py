@@ -132,6 +132,12 @@ def _parser() -> argparse.ArgumentParser:
     ver.add_argument("bundle", type=Path)
     with_config(ver)  # not needed to verify, accepted for symmetry
 
+    fleet = sub.add_parser("fleet", help="fleet mode: workers, the units they hold, lease ages")
+    fleet_sub = fleet.add_subparsers(dest="fleet_command", required=True, metavar="ACTION")
+    fleet_status = fleet_sub.add_parser("status", help="who runs what, from the lease table")
+    fleet_status.add_argument("--json", action="store_true", help="print JSON")
+    with_config(fleet_status)
+
     purge = sub.add_parser("purge", help="purge the evidence of dismissed alerts past the retention period")
     purge.add_argument("--dry-run", action="store_true", help="only list what is due")
     with_config(purge)
@@ -169,6 +175,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_alerts(config, args))
         if args.command == "outbox":
             return asyncio.run(_outbox(config, args))
+        if args.command == "fleet":
+            return asyncio.run(_fleet_status(config, args.json))
         if args.command == "console":
             return asyncio.run(_console(config))
         if args.command in ("users", "audit", "evidence", "purge"):
@@ -293,6 +301,38 @@ async def _outbox(config: Config, args: argparse.Namespace) -> int:
         return EXIT_FAILURE
     finally:
         await store.close()
+
+
+async def _fleet_status(config: Config, as_json: bool) -> int:
+    import asyncpg
+
+    from presencebot.fleet import ensure_schema, status
+
+    try:
+        pool = await asyncpg.create_pool(config.fleet.database_url.get_secret_value(), min_size=1, max_size=1)
+    except (OSError, asyncpg.PostgresError) as exc:
+        print(f"error: cannot reach the fleet database: {type(exc).__name__}", file=sys.stderr)
+        return EXIT_FAILURE
+    try:
+        await ensure_schema(pool)
+        workers = await status(pool, ttl=config.fleet.lease_ttl_seconds)
+    finally:
+        await pool.close()
+    if as_json:
+        print(json.dumps(workers, indent=2, default=str))
+        return EXIT_OK
+    for worker in workers:
+        name = worker.get("worker") or "(nobody: free or expired)"
+        alive = "" if worker.get("worker") is None else ("alive" if worker.get("alive") else "SILENT")
+        print(f"{name}  {alive}  seen {worker.get('seen_ago', '-')} s ago".rstrip())
+        for unit in worker.get("units", []):
+            print(
+                f"    {unit['unit']:<24} epoch {unit['epoch']:<4} held {unit.get('held_for', '-')} s,"
+                f" expires in {unit.get('expires_in', '-')} s"
+            )
+    if not workers:
+        print("no workers have joined")
+    return EXIT_OK
 
 
 async def _console(config: Config) -> int:

@@ -15,11 +15,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fnmatch
+import functools
+import sys
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 import structlog
 from pydantic import BaseModel
@@ -45,6 +48,7 @@ from presencebot.events import (
     Message,
     RoomRef,
 )
+from presencebot.fleet.fenced import FencedAdapter
 from presencebot.ids import AlertId, RoomId
 from presencebot.pipeline import Pipeline
 from presencebot.rooms import RoomContext, effective_settings, new_context
@@ -54,6 +58,9 @@ from presencebot.sinks import Sink
 from presencebot.sinks.factory import build_sinks
 from presencebot.store import AlertStore
 from presencebot.store.sqlite import SQLiteStore
+
+if TYPE_CHECKING:
+    from presencebot.fleet.member import FleetMember
 
 log = structlog.get_logger("presencebot.runtime")
 
@@ -106,6 +113,8 @@ class NetworkSlot:
     rooms: dict[RoomId, RoomRecord] = field(default_factory=dict)
     restarts: int = 0
     fatal: str | None = None
+    task: asyncio.Task[None] | None = None
+    """Fleet mode: the supervising task, started and stopped as the network's lease comes and goes."""
     connections: int = 0
 
 
@@ -136,6 +145,10 @@ class _Host:
         self._network = network
         agency = runtime.config.agency
         self.identity = Identity(agency.name, agency.info_url, __version__)
+        # Whether an adapter may run an event's handling in its socket callback rather than in a
+        # task: only while nothing in that handling needs a task — fleet mode's database calls
+        # and, from Python 3.12, ``wait_for`` (async rules) use ``asyncio.timeout``, which does.
+        self.eager_ok = runtime.fleet is None and sys.version_info < (3, 12)
 
     async def emit(self, event: Event) -> None:
         await self._runtime.handle(self._network, event)
@@ -182,6 +195,13 @@ class Runtime:
         self._unsaved_added = asyncio.Event()
         self._command_last: dict[tuple[RoomRef, str], float] = {}
         self._reannounce_tick = 30.0
+        self.fleet: FleetMember | None = None
+        if config.fleet.enabled:
+            from presencebot.fleet import default_worker_id
+            from presencebot.fleet.member import FleetMember
+
+            self.fleet = FleetMember(config.fleet, config.fleet.worker_id or default_worker_id())
+        self._dispatching: asyncio.Task[None] | None = None
 
     # --- lifecycle -------------------------------------------------------------------------
     async def run(self) -> int:
@@ -194,9 +214,8 @@ class Runtime:
         await self._recall_room_states()
         retry = asyncio.create_task(self._keep_trying(), name="unsaved-alerts")
         reannounce = asyncio.create_task(self._reannounce(), name="reannounce")
-        dispatching = (
-            asyncio.create_task(self.dispatcher.run(), name="dispatcher") if self.dispatcher else None
-        )
+        if self.fleet is None:
+            self.start_dispatcher()  # in a fleet, only the holder of the dispatcher lease runs it
         console = None
         if self.config.console.enabled and isinstance(self.store, SQLiteStore):
             from presencebot.console import create_app
@@ -213,6 +232,12 @@ class Runtime:
             ops = OpsServer(ops_app(self), self.config.ops.host, self.config.ops.port)
             await ops.start()
         try:
+            if self.fleet is not None:
+                # Networks start and stop as their leases come and go (FleetMember).
+                await self.fleet.start(self)
+                await self._stopping.wait()
+                await self.fleet.stop()
+                return 1 if any(slot.fatal for slot in self.networks.values()) else 0
             self._tasks = [
                 asyncio.create_task(self._supervise(slot), name=f"adapter:{slot.name}")
                 for slot in self.networks.values()
@@ -234,14 +259,17 @@ class Runtime:
                 await ops.stop()
             if console is not None:
                 await console.stop()
+            for slot in self.networks.values():
+                if slot.task is not None:
+                    slot.task.cancel()
+                    background.append(slot.task)
+            dispatching = self._dispatching
             if dispatching is not None and self.dispatcher is not None:
                 # Deliver what is due (e.g. alerts raised just before the end of a piped
                 # transcript) for a few seconds; anything still in flight is abandoned: its row
                 # is still pending and is sent again (same id) at the next start.
-                dispatching.cancel()
-                await asyncio.gather(dispatching, return_exceptions=True)
+                await self.stop_dispatcher()
                 await self.dispatcher.flush(self.config.delivery.shutdown_grace_seconds)
-                background.append(dispatching)
             await asyncio.gather(*background, return_exceptions=True)
             for sink in self.sinks.values():
                 with contextlib.suppress(Exception):
@@ -254,6 +282,29 @@ class Runtime:
     def stop(self) -> None:
         """Ask for a clean shutdown (SIGINT/SIGTERM): adapters are closed, the store flushed."""
         self._stopping.set()
+
+    # --- fleet mode: networks and the dispatcher follow their leases -----------------------------
+    async def start_network(self, name: str) -> None:
+        slot = self.networks[name]
+        if slot.task is None or slot.task.done():
+            slot.task = asyncio.create_task(self._supervise(slot), name=f"adapter:{name}")
+
+    async def stop_network(self, name: str) -> None:
+        slot = self.networks[name]
+        task, slot.task = slot.task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    def start_dispatcher(self) -> None:
+        if self.dispatcher is not None and (self._dispatching is None or self._dispatching.done()):
+            self._dispatching = asyncio.create_task(self.dispatcher.run(), name="dispatcher")
+
+    async def stop_dispatcher(self) -> None:
+        task, self._dispatching = self._dispatching, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
 
     async def _recall_room_states(self) -> None:
         """Apply what room operators decided before a restart: a kick, a ban or ``!police leave``
@@ -316,7 +367,10 @@ class Runtime:
         backoff = ExponentialBackoff(sup.restart_base_seconds, sup.restart_cap_seconds)
         with structlog.contextvars.bound_contextvars(network=slot.name, adapter=slot.adapter_cls.__name__):
             while not self._stopping.is_set():
-                adapter = slot.adapter = slot.adapter_cls(slot.name, slot.settings, _Host(self, slot.name))
+                adapter = slot.adapter_cls(slot.name, slot.settings, _Host(self, slot.name))
+                if self.fleet is not None:
+                    adapter = FencedAdapter(adapter, functools.partial(self.fleet.allowed, slot.name))
+                slot.adapter = adapter
                 try:
                     await adapter.run()
                     log.info("adapter.finished")
@@ -603,6 +657,10 @@ class Runtime:
         the background (``_keep_trying``) rather than dropped, and the adapter carries on.
         """
         metrics.ALERTS.labels(alert.rule_id, alert.category).inc()
+        if self.fleet is not None and not await self.fleet.allowed(alert.room.network):
+            # Another worker holds this network now: it sees the same room and raises its own.
+            log.warning("fleet.alert_fenced", alert_id=alert.id, network=alert.room.network)
+            return False
         try:
             stored = await self._store(alert)
             if stored is None:

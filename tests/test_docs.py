@@ -44,3 +44,21 @@ def test_dockerfile_is_multi_stage_non_root_and_runs_the_bot() -> None:
     assert final.index(user) < final.index(next(ln for ln in final if ln.startswith("ENTRYPOINT")))
     assert 'ENTRYPOINT ["presencebot"]' in final
     assert next(ln for ln in final if ln.startswith("CMD")).startswith('CMD ["run"')
+
+
+def test_the_fleet_compose_example_is_valid_yaml_and_runs_workers() -> None:
+    """Docker cannot run here: the compose file is kept correct by reading it."""
+    import yaml
+
+    compose = yaml.safe_load((REPO / "config/examples/fleet-compose.yaml").read_text())
+    services = compose["services"]
+    workers = [s for name, s in services.items() if name.startswith("worker")]
+    assert len(workers) == 3
+    for worker in workers:
+        assert worker["command"][:2] == ["run", "--config"]
+        assert worker["image"] == "presencebot:latest"
+        assert worker["stop_grace_period"] == "30s"
+        assert any(v.endswith(":ro") for v in worker["volumes"])
+    console = services["console"]
+    assert console["command"][0] == "console"
+    assert all(p.startswith("127.0.0.1:") for p in console["ports"])  # never on a public address

@@ -352,7 +352,7 @@ class IrcAdapter(Adapter):
         wait (an alert being stored, the badge being sent) is finished on the pump, and every
         later event queues behind it, so the order is always the order of the lines.
         """
-        if not self._events.empty() or self._pump_busy:
+        if not self._events.empty() or self._pump_busy or not getattr(self.host, "eager_ok", False):
             self._events.put_nowait(event)
             return
         context = contextvars.copy_context()

@@ -400,6 +400,13 @@ class LeaseManager:
         backoff = ExponentialBackoff(base=min(0.5, self.renew_every), cap=self.renew_every, clock=self._clock)
         self._stop.clear()
         try:
+            # Say we are here, then give workers started at the same moment one renewal interval
+            # to say so too: claiming before they are counted would take too much and shed it a
+            # moment later — moving rooms (and announcing again) for nothing.
+            with contextlib.suppress(*_DB_ERRORS):
+                await self.heartbeat()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), self.renew_every)
             while not self._stop.is_set():
                 try:
                     await self.tick()
