@@ -208,7 +208,7 @@ def record(
     detail: str = "",
     at: datetime | None = None,
 ) -> AuditEntry:
-    """Append one entry inside the caller's transaction (``SQLiteStore.transaction``).
+    """Append one entry inside the caller's transaction (``SQLStore.transaction``).
 
     It must be the caller's transaction, not one of its own: the entry then commits or rolls back
     with what it records, and ``BEGIN IMMEDIATE`` holds the write lock between reading the head

@@ -33,7 +33,6 @@ from presencebot.errors import (
 )
 from presencebot.ids import AlertId
 from presencebot.store import delivery, open_store
-from presencebot.store.sqlite import SQLiteStore
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
@@ -219,7 +218,7 @@ def _run(config: Config, text: str | None, path: Path | None) -> int:
 
 async def _alerts(config: Config, args: argparse.Namespace) -> int:
     store = open_store(config)
-    if args.alerts_command == "list" and not config.store.path.exists():
+    if args.alerts_command == "list" and not config.store.url and not config.store.path.exists():
         # Listing must not create an empty database where none was.
         print("[]" if args.json else f"no alerts (no alert store yet at {config.store.path})")
         return EXIT_OK
@@ -236,7 +235,7 @@ async def _alerts(config: Config, args: argparse.Namespace) -> int:
                 if not alerts:
                     print("no alerts")
         elif args.alerts_command == "trace":
-            lines = await store.read(lambda conn: delivery.traces(conn, args.alert_id))  # type: ignore[attr-defined]
+            lines = await store.read(lambda conn: delivery.traces(conn, args.alert_id))
             if args.json:
                 print(json.dumps([{"at": at.isoformat(), "line": line} for at, line in lines], indent=2))
             elif not lines:
@@ -268,7 +267,7 @@ async def _alerts(config: Config, args: argparse.Namespace) -> int:
 async def _outbox(config: Config, args: argparse.Namespace) -> int:
     """The delivery side, for operators: dead letters surface here (and in the logs and to the
     supervisors), and can be queued again once the endpoint is fixed."""
-    store = SQLiteStore(config.store.path)
+    store = open_store(config)
     await store.open()
     try:
         if args.outbox_command == "list":
@@ -338,7 +337,7 @@ async def _fleet_status(config: Config, as_json: bool) -> int:
 async def _console(config: Config) -> int:
     from presencebot.console.server import serve
 
-    store = SQLiteStore(config.store.path)
+    store = open_store(config)
     await store.open()
     try:
         await serve(config, store, say=None)
@@ -371,7 +370,7 @@ async def _admin(config: Config, args: argparse.Namespace) -> int:
 
     from presencebot import accounts, audit, evidence, retention
 
-    store = SQLiteStore(config.store.path)
+    store = open_store(config)
     await store.open()
     now = datetime.now(UTC)
     actor = f"cli:{_login()}"

@@ -234,6 +234,13 @@ class DeliveryConfig(_Model):
     shutdown_grace_seconds: float = Field(
         default=5.0, ge=0, le=300, description="At a clean stop, keep delivering what is due this long."
     )
+    claim_seconds: float = Field(
+        default=120.0,
+        ge=1,
+        le=3600,
+        description="A notice being sent is held by its dispatcher this long: keep it above every "
+        "sink's timeout. A dispatcher that dies mid-send leaves the notice to others after this.",
+    )
 
 
 class EscalationStep(_Model):
@@ -286,7 +293,9 @@ class OpsConfig(_Model):
     )
     port: int = Field(default=9108, ge=1, le=65535)
     worker_id: str | None = Field(
-        default=None, description="Carried by every log line and presencebot_worker_info (default: host:pid)."
+        default=None,
+        description="Carried by every log line and presencebot_worker_info (default: host:pid; "
+        "in a fleet, the fleet worker id).",
     )
 
 

@@ -13,6 +13,14 @@ alert's trace ("why notified / why not").
 Time comes from ``clock`` (and ``tick(now)``), so tests drive escalation with a fast clock and
 never sleep. A crash loses nothing: undelivered rows are still pending on restart, and a row
 delivered just before the crash may be delivered again with the same id (receivers deduplicate).
+
+Several dispatchers may share one store (every worker of a fleet runs one): a row is *claimed*
+(:func:`~presencebot.store.delivery.claim_due`) by one dispatcher before it is sent, for
+``[delivery] claim_seconds`` (longer than any sink's timeout); a dispatcher that dies
+mid-delivery leaves a claim that expires, and another sends the row. Escalation runs only where
+``escalating`` says so (in a fleet, on the holder of the escalation lease), and each step is
+written only if the alert is still at the step it was read at, so even two tickers could not run
+one step twice.
 """
 
 from __future__ import annotations
@@ -36,7 +44,7 @@ from presencebot.roster import Roster
 from presencebot.sinks import Delivery, DeliveryFailed, Sink
 from presencebot.store import delivery as outbox
 from presencebot.store.delivery import NewNotice, OutboxRow
-from presencebot.store.sqlite import SQLiteStore
+from presencebot.store.sql import SQLStore
 
 log = structlog.get_logger("presencebot.dispatch")
 
@@ -59,12 +67,13 @@ class Dispatcher:
     def __init__(
         self,
         config: Config,
-        store: SQLiteStore,
+        store: SQLStore,
         sinks: Mapping[str, Sink],
         *,
         roster: Roster | None = None,
         clock: Callable[[], datetime] = utcnow,
         rng: random.Random | None = None,
+        worker: str = "local",
     ) -> None:
         self.config = config
         self.store = store
@@ -75,6 +84,12 @@ class Dispatcher:
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
         self._wake = asyncio.Event()
         self._limit = asyncio.Semaphore(config.delivery.concurrency)
+        self.worker = worker
+        """Whose claims this dispatcher's are (the fleet worker id; ``local`` alone)."""
+        self.escalating = True
+        """Whether this dispatcher runs escalation steps (a fleet moves it with a lease)."""
+        self._in_flight: set[str] = set()
+        self._hold = timedelta(seconds=config.delivery.claim_seconds)
         self.delivered = 0
         self.dead = 0
 
@@ -122,6 +137,25 @@ class Dispatcher:
         self._wake.set()
 
     async def run(self) -> None:
+        # Claims this worker left when it last stopped abruptly: it is gone, so nobody need wait.
+        with contextlib.suppress(StoreError):
+            await self.store.transaction(lambda conn: outbox.release_claims(conn, self.worker))
+        try:
+            await self._loop()
+        finally:
+            await self._release_in_flight()
+
+    async def _release_in_flight(self) -> None:
+        """Cancelled mid-delivery (a clean stop): hand back the rows not yet sent, so that the
+        next start or another worker sends them at once rather than after the claim expires."""
+        ids, self._in_flight = set(self._in_flight), set()
+        if ids:
+            with contextlib.suppress(StoreError):
+                await asyncio.shield(
+                    self.store.transaction(lambda conn: outbox.release_claims(conn, self.worker, ids))
+                )
+
+    async def _loop(self) -> None:
         while True:
             try:
                 await self.tick()
@@ -148,20 +182,38 @@ class Dispatcher:
                     return
 
     async def _deliveries_only(self) -> int:
-        now = self.clock()
-        rows = await self.store.read(lambda conn: outbox.due(conn, now, BATCH))
-        await asyncio.gather(*(self._deliver(row, now) for row in rows))
-        return len(rows)
+        try:
+            return await self._deliver_due(self.clock())
+        finally:
+            await self._release_in_flight()
+
+    async def _deliver_due(self, now: datetime) -> int:
+        """Claim and deliver due rows, a few at a time (as many as may be in flight at once, so a
+        claim is never held for rows waiting their turn), up to ``BATCH`` per pass."""
+        size = self.config.delivery.concurrency
+        done = 0
+        while done < BATCH:
+            rows = await self.store.transaction(
+                lambda conn: outbox.claim_due(conn, now, size, worker=self.worker, hold=self._hold)
+            )
+            self._in_flight.update(row.id for row in rows)
+            await asyncio.gather(*(self._deliver(row, now) for row in rows))
+            self._in_flight.difference_update(row.id for row in rows)
+            done += len(rows)
+            if len(rows) < size:
+                break
+        return done
 
     async def tick(self, now: datetime | None = None) -> int:
         """One pass: every due delivery, then every due escalation. Returns how many were done."""
         now = now or self.clock()
-        rows = await self.store.read(lambda conn: outbox.due(conn, now, BATCH))
-        await asyncio.gather(*(self._deliver(row, now) for row in rows))
+        delivered = await self._deliver_due(now)
+        if not self.escalating:
+            return delivered
         escalations = await self.store.read(lambda conn: outbox.due_escalations(conn, now, BATCH))
         for alert_id, step, force in escalations:
             await self._escalate(alert_id, step, force, now)
-        return len(rows) + len(escalations)
+        return delivered + len(escalations)
 
     # --- delivering ----------------------------------------------------------------------------
     async def _deliver(self, row: OutboxRow, now: datetime) -> None:
@@ -346,16 +398,22 @@ class Dispatcher:
             lines.append("escalation steps exhausted: the alert stays open until acknowledged")
         notices = self._notices(names, "escalation", following)
 
-        def write(conn: sqlite3.Connection) -> None:
-            state = conn.execute("SELECT state FROM alerts WHERE id = ?", (alert_id,)).fetchone()
-            if state is None or state[0] != str(AlertState.OPEN):
+        def write(conn: sqlite3.Connection) -> bool:
+            found = conn.execute(
+                "SELECT state, escalation_step FROM alerts WHERE id = ?", (alert_id,)
+            ).fetchone()
+            if found is not None and int(found[1]) != done:
+                return False  # another dispatcher ran this step already (two escalation tickers)
+            if found is None or found[0] != str(AlertState.OPEN):
                 outbox.set_escalation(conn, alert_id, done, None, force)
-                return  # acknowledged meanwhile: nothing to escalate
+                return False  # acknowledged meanwhile: nothing to escalate
             outbox.insert_notices(conn, alert_id, notices, now)
             outbox.set_escalation(conn, alert_id, following, next_at, new_force)
             outbox.add_trace(conn, alert_id, lines, now)
+            return True
 
-        await self.store.transaction(write)
+        if not await self.store.transaction(write):
+            return
         log.warning("dispatch.escalated", alert_id=alert_id, step=following, targets=names)
         self.kick()
 

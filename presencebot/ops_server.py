@@ -31,7 +31,7 @@ from presencebot.errors import StoreError
 from presencebot.health import check
 from presencebot.metrics import REGISTRY, Collector, Registry
 from presencebot.runtime import RoomState
-from presencebot.store.sqlite import SQLiteStore
+from presencebot.store.sql import SQLStore
 
 if TYPE_CHECKING:
     from presencebot.runtime import Runtime
@@ -87,7 +87,7 @@ def _outbox_counts(conn: sqlite3.Connection) -> dict[str, int]:
 async def collect_outbox(runtime: Runtime) -> None:
     """Outbox rows by state (pending and dead always present), and whether the store answered."""
     store = runtime.store
-    if not isinstance(store, SQLiteStore):
+    if not isinstance(store, SQLStore):
         return
     try:
         counts = await store.read(_outbox_counts)

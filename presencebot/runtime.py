@@ -57,7 +57,7 @@ from presencebot.rule import Rule
 from presencebot.sinks import Sink
 from presencebot.sinks.factory import build_sinks
 from presencebot.store import AlertStore
-from presencebot.store.sqlite import SQLiteStore
+from presencebot.store.sql import SQLStore
 
 if TYPE_CHECKING:
     from presencebot.fleet.member import FleetMember
@@ -184,10 +184,19 @@ class Runtime:
         self.officer_rooms = {
             (n.settings.get("network"), n.settings.get("room")) for n in config.notify if n.sink == "room"
         }
+        self.fleet: FleetMember | None = None
+        if config.fleet.enabled:
+            from presencebot.fleet import default_worker_id
+            from presencebot.fleet.member import FleetMember
+
+            self.fleet = FleetMember(config.fleet, config.fleet.worker_id or default_worker_id())
         self.dispatcher: Dispatcher | None = None
-        if isinstance(store, SQLiteStore):
+        if isinstance(store, SQLStore):
             roster = Roster(config.roster) if config.roster.forces else None
-            self.dispatcher = Dispatcher(config, store, self.sinks, roster=roster)
+            worker = self.fleet.worker_id if self.fleet is not None else "local"
+            self.dispatcher = Dispatcher(config, store, self.sinks, roster=roster, worker=worker)
+            # In a fleet every worker delivers; only the holder of the escalation lease escalates.
+            self.dispatcher.escalating = self.fleet is None
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         # Alerts the store refused: kept in memory and retried, never dropped (see _keep_trying).
@@ -195,12 +204,6 @@ class Runtime:
         self._unsaved_added = asyncio.Event()
         self._command_last: dict[tuple[RoomRef, str], float] = {}
         self._reannounce_tick = 30.0
-        self.fleet: FleetMember | None = None
-        if config.fleet.enabled:
-            from presencebot.fleet import default_worker_id
-            from presencebot.fleet.member import FleetMember
-
-            self.fleet = FleetMember(config.fleet, config.fleet.worker_id or default_worker_id())
         self._dispatching: asyncio.Task[None] | None = None
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -209,15 +212,15 @@ class Runtime:
 
         Returns the process exit status: 0, or 1 if an adapter stopped on a fatal error.
         """
-        metrics.bind_worker(self.config.ops.worker_id)
+        # In a fleet the lease owner's id is the one to find in logs, metrics and `fleet status`.
+        metrics.bind_worker(self.fleet.worker_id if self.fleet is not None else self.config.ops.worker_id)
         await self.store.open()
         await self._recall_room_states()
         retry = asyncio.create_task(self._keep_trying(), name="unsaved-alerts")
         reannounce = asyncio.create_task(self._reannounce(), name="reannounce")
-        if self.fleet is None:
-            self.start_dispatcher()  # in a fleet, only the holder of the dispatcher lease runs it
+        self.start_dispatcher()
         console = None
-        if self.config.console.enabled and isinstance(self.store, SQLiteStore):
+        if self.config.console.enabled and isinstance(self.store, SQLStore):
             from presencebot.console import create_app
             from presencebot.ops_server import OpsServer
 
@@ -283,7 +286,7 @@ class Runtime:
         """Ask for a clean shutdown (SIGINT/SIGTERM): adapters are closed, the store flushed."""
         self._stopping.set()
 
-    # --- fleet mode: networks and the dispatcher follow their leases -----------------------------
+    # --- fleet mode: networks and escalation follow their leases -----------------------------
     async def start_network(self, name: str) -> None:
         slot = self.networks[name]
         if slot.task is None or slot.task.done():
@@ -295,6 +298,13 @@ class Runtime:
         if task is not None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+
+    def set_escalating(self, on: bool) -> None:
+        """Fleet mode: this worker took (or lost) the escalation lease."""
+        if self.dispatcher is not None:
+            self.dispatcher.escalating = on
+            if on:
+                self.dispatcher.kick()
 
     def start_dispatcher(self) -> None:
         if self.dispatcher is not None and (self._dispatching is None or self._dispatching.done()):
@@ -713,7 +723,7 @@ class Runtime:
         add the evidence to the open alert instead of paging officers again."""
         window = self.config.grouping.window_minutes
         store = self.store
-        if window <= 0 or not isinstance(store, SQLiteStore) or alert.category == "report":
+        if window <= 0 or not isinstance(store, SQLStore) or alert.category == "report":
             return False
         since = alert.created_at - timedelta(minutes=window)
         existing = await store.find_group(alert, since)

@@ -5,16 +5,22 @@ worker is simply one the test does not renew."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import asyncpg
 import pytest
 
+from presencebot.adapter import Identity, NoSettings
+from presencebot.badge import Badge
+from presencebot.events import Event
+from presencebot.fleet.fenced import FencedAdapter, LeaseLostError
 from presencebot.fleet.leases import SINGLETON, Lease, LeaseLost, LeaseManager, ensure_schema, status
+from presencebot.ids import RoomId
 from tests.pgsupport import pg_pool
-from tests.support import until
+from tests.support import ScriptedAdapter, until
 
 __all__ = ["pg_pool"]  # the fixture is used by name
 
@@ -342,3 +348,46 @@ async def test_run_survives_a_database_outage_and_drops_leases_it_cannot_renew(
     assert set(rec.running.values()) == {2}
     a.stop()
     await asyncio.wait_for(task, 5)
+
+
+async def test_a_fenced_adapter_says_nothing_once_its_unit_was_taken(
+    db: asyncpg.Pool, make: MakeManager
+) -> None:
+    """The post side of fencing, deterministically: an adapter of a worker whose lease was taken
+    over (it stopped renewing, as a paused process does) may leave but not join, post or badge."""
+
+    class Recorder(ScriptedAdapter):
+        instances: ClassVar[list[ScriptedAdapter]] = []
+
+    class Host:
+        identity = Identity("Demo Police", "https://example.org", "test")
+        eager_ok = False
+
+        async def emit(self, event: Event) -> None:
+            pass
+
+    unit = "net:libera"
+    a, b = make("a"), make("b")
+    await a.register_units([(unit, "network", {})])
+    await a.heartbeat()
+    (lease,) = await a.claim()
+    inner = Recorder("libera", NoSettings(), Host())
+    fenced = FencedAdapter(inner, functools.partial(a.check, unit, lease.epoch))
+    badge = Badge.build(agency="Demo Police", info_url="https://example.org", language="en")
+    room = RoomId("#kids")
+
+    await fenced.join(room)
+    await fenced.send(room, "hello")
+    await fenced.announce(room, badge)
+    assert (inner.joins, inner.sent, len(inner.announced)) == ([room], [(room, "hello")], 1)
+
+    await asyncio.sleep(TTL + 0.1)  # a is "paused": no renewal
+    await b.heartbeat()
+    assert [taken.epoch for taken in await b.claim()] == [lease.epoch + 1]
+    await fenced.join(room)
+    await fenced.send(room, "stale hello")
+    with pytest.raises(LeaseLostError):
+        await fenced.announce(room, badge)
+    await fenced.leave(room, "lost the lease")
+    assert (inner.joins, inner.sent, len(inner.announced)) == ([room], [(room, "hello")], 1)
+    assert inner.leaves == [(room, "lost the lease")]

@@ -624,6 +624,102 @@ async def test_the_dispatcher_delivers_retries_and_escalates(
             await sink.close()
 
 
+async def test_claimed_rows_are_due_for_nobody_else_until_released_or_expired(
+    backend: Backend, store: SQLStore
+) -> None:
+    alert = await store.add(make_alert("a1"), [NewNotice(f"t{i}", "webhook") for i in range(5)])
+    ids = [n.id for n in alert.notifications]
+    hold = timedelta(minutes=2)
+    other = await backend.open()  # a second dispatcher's store on the same database
+
+    mine = await store.transaction(lambda c: delivery.claim_due(c, T0, 3, worker="w1", hold=hold))
+    theirs = await other.transaction(lambda c: delivery.claim_due(c, T0, 3, worker="w2", hold=hold))
+    assert [r.id for r in mine] == ids[:3] and [r.id for r in theirs] == ids[3:]
+    assert await store.read(lambda c: delivery.due(c, T0, 10)) == []
+    assert await store.read(delivery.next_wakeup) == T0 + hold  # nothing due before a claim expires
+
+    # Delivered / retried rows drop their claim; a dead worker's claim expires after the hold.
+    await store.transaction(lambda c: delivery.mark_delivered(c, ids[0], 1, T0))
+    await store.transaction(lambda c: delivery.mark_retry(c, ids[1], 1, T0 + timedelta(seconds=5), "503"))
+    assert [r.id for r in await store.read(lambda c: delivery.due(c, T0 + timedelta(seconds=5), 10))] == [
+        ids[1]
+    ]
+    later = T0 + hold
+    taken = await other.transaction(lambda c: delivery.claim_due(c, later, 10, worker="w2", hold=hold))
+    # Every expired claim (w1's on ids[2], w2's own) is claimable again; the retry is due later.
+    assert [r.id for r in taken] == [ids[2], ids[3], ids[4], ids[1]]
+
+    # A worker hands back its own claims (at a clean stop, or when it starts again), nobody else's.
+    assert await store.transaction(lambda c: delivery.release_claims(c, "w1")) == 0
+    assert await store.transaction(lambda c: delivery.release_claims(c, "w2", [ids[3]])) == 1
+    assert [r.id for r in await store.read(lambda c: delivery.due(c, later, 10))] == [ids[3]]
+    assert await store.transaction(lambda c: delivery.release_claims(c, "w2")) == 3
+    assert len(await store.read(lambda c: delivery.due(c, later, 10))) == 4
+
+
+async def test_concurrent_claims_from_two_stores_never_share_a_row(backend: Backend) -> None:
+    stores = [await backend.open(), await backend.open()]
+    notices = [NewNotice(f"t{i}", "webhook") for i in range(40)]
+    alert = await stores[0].add(make_alert("a1"), notices)
+    hold = timedelta(minutes=2)
+
+    async def drain(store: SQLStore, worker: str) -> list[str]:
+        got: list[str] = []
+        while rows := await store.transaction(
+            lambda c: delivery.claim_due(c, T0, 3, worker=worker, hold=hold)
+        ):
+            got += [r.id for r in rows]
+            await asyncio.sleep(0)
+        return got
+
+    first, second = await asyncio.gather(drain(stores[0], "w1"), drain(stores[1], "w2"))
+    assert not set(first) & set(second)
+    assert sorted(first + second) == sorted(n.id for n in alert.notifications)
+
+
+async def test_two_dispatchers_on_one_store_deliver_each_row_once_and_escalate_once(
+    backend: Backend, receivers: dict[str, Receiver]
+) -> None:
+    def hook(name: str, role: str) -> dict[str, Any]:
+        settings = {"url": receivers[name].url, "secrets": [SECRET], "timeout_seconds": 2}
+        return {"name": name, "sink": "webhook", "role": role, "settings": settings}
+
+    config = Config.model_validate(
+        {
+            "notify": [hook("officers", "officers"), hook("supervisors", "supervisors")],
+            "delivery": {"concurrency": 2},
+            "escalation": {"steps": [{"after_minutes": 10, "notify": "supervisors"}], "repeat": 0},
+        }
+    )
+
+    async def no_rooms(network: str, room: str, line: str) -> None:
+        raise ConnectionError("no rooms here")
+
+    stores = [await backend.open(), await backend.open()]
+    dispatchers = [
+        Dispatcher(config, s, build_sinks(config, no_rooms), clock=lambda: T0, worker=f"w{i}")
+        for i, s in enumerate(stores)
+    ]
+    try:
+        for n in range(12):
+            routing = dispatchers[0].route(T0)
+            await stores[0].add(
+                make_alert(f"a{n:02}"), routing.notices, trace=routing.trace, escalate_at=routing.escalate_at
+            )
+        await asyncio.gather(*(d.tick(T0) for d in dispatchers))
+        assert len(receivers["officers"].ids) == 12 == len(set(receivers["officers"].ids))
+        assert all(d.delivered > 0 for d in dispatchers)  # both took part
+        # Both run escalation (as two tickers would, were the lease ever doubled): each step once.
+        at = T0 + timedelta(minutes=10)
+        await asyncio.gather(*(d.tick(at) for d in dispatchers))
+        await asyncio.gather(*(d.tick(at) for d in dispatchers))
+        assert len(receivers["supervisors"].ids) == 12 == len(set(receivers["supervisors"].ids))
+    finally:
+        for d in dispatchers:
+            for sink in d.sinks.values():
+                await sink.close()
+
+
 # --- migrations, opening, selection -------------------------------------------------------------
 
 

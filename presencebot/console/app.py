@@ -33,7 +33,7 @@ from presencebot.console import queries
 from presencebot.events import utcnow
 from presencebot.ids import AlertId
 from presencebot.store import delivery
-from presencebot.store.sqlite import SQLiteStore
+from presencebot.store.sql import SQLStore
 
 log = structlog.get_logger("presencebot.console")
 HERE: Final = Path(__file__).resolve().parent
@@ -72,7 +72,7 @@ class Console:
     def __init__(
         self,
         config: Config,
-        store: SQLiteStore,
+        store: SQLStore,
         *,
         say: Say | None = None,
         clock: Callable[[], datetime] = utcnow,
@@ -410,7 +410,7 @@ def _hours(value: float) -> timedelta:
 
 def create_app(
     config: Config,
-    store: SQLiteStore,
+    store: SQLStore,
     *,
     say: Say | None = None,
     clock: Callable[[], datetime] = utcnow,

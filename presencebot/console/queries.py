@@ -1,5 +1,5 @@
 """What the console reads and writes about alerts, as plain functions on a ``sqlite3.Connection``
-(run on the store's thread by ``SQLiteStore.read`` / ``transaction``).
+(run on the store's thread by ``SQLStore.read`` / ``transaction``).
 
 Every function that returns alerts takes the officer's :class:`~presencebot.accounts.User` and
 applies the force scoping in SQL, so a page cannot forget it.

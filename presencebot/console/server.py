@@ -7,10 +7,10 @@ import uvicorn
 from presencebot.config import Config
 from presencebot.console.app import Say, create_app
 from presencebot.ops_server import EmbeddedServer
-from presencebot.store.sqlite import SQLiteStore
+from presencebot.store.sql import SQLStore
 
 
-def server(config: Config, store: SQLiteStore, *, say: Say | None, embedded: bool = False) -> uvicorn.Server:
+def server(config: Config, store: SQLStore, *, say: Say | None, embedded: bool = False) -> uvicorn.Server:
     app = create_app(config, store, say=say)
     settings = uvicorn.Config(
         app,
@@ -24,5 +24,5 @@ def server(config: Config, store: SQLiteStore, *, say: Say | None, embedded: boo
     return EmbeddedServer(settings) if embedded else uvicorn.Server(settings)
 
 
-async def serve(config: Config, store: SQLiteStore, *, say: Say | None) -> None:
+async def serve(config: Config, store: SQLStore, *, say: Say | None) -> None:
     await server(config, store, say=say).serve()

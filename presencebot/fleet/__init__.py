@@ -1,7 +1,9 @@
 """Fleet mode: several worker processes share the connection units of one deployment.
 
-Only the leasing core lives here so far (:mod:`presencebot.fleet.leases`): which worker runs which
-unit, and the fencing check that keeps a worker that lost a unit from posting or alerting for it.
+:mod:`.leases` decides which worker runs which unit and provides the fencing check that keeps a
+worker that lost a unit from posting or alerting for it; :mod:`.member` is one worker's part
+(start and stop the runtime's networks as leases come and go, the escalation singleton);
+:mod:`.fenced` wraps each adapter so that every join, post and badge passes that check.
 """
 
 from __future__ import annotations

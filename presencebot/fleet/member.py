@@ -1,7 +1,7 @@
 """One worker's part in a fleet: which networks (connection units) this process runs.
 
 The runtime asks :class:`FleetMember` three things: start (register every configured network as
-a unit, plus the dispatcher as a singleton, and begin leasing), ``allowed(network)`` — the fencing
+a unit, plus the escalation ticker as a singleton, and begin leasing), ``allowed(network)`` — the fencing
 check made before every post into a room and every alert write — and stop (release everything so
 the others take over at once). Leases arrive and go through callbacks that start and stop the
 runtime's adapter for that network; a unit lost to another worker stops here before the other
@@ -21,7 +21,7 @@ from presencebot.fleet.leases import SINGLETON, Lease, LeaseManager, ensure_sche
 
 log = structlog.get_logger("presencebot.fleet")
 NETWORK_KIND = "network"
-DISPATCHER = "singleton:dispatcher"
+ESCALATION = "singleton:escalation"
 
 
 class FleetRuntime(Protocol):
@@ -33,9 +33,7 @@ class FleetRuntime(Protocol):
 
     async def stop_network(self, name: str) -> None: ...
 
-    def start_dispatcher(self) -> None: ...
-
-    async def stop_dispatcher(self) -> None: ...
+    def set_escalating(self, on: bool) -> None: ...
 
 
 def unit_of(network: str) -> str:
@@ -68,16 +66,16 @@ class FleetMember:
         units: list[tuple[str, str, dict[str, Any]]] = [
             (unit_of(name), NETWORK_KIND, {}) for name in sorted(runtime.networks)
         ]
-        await self.manager.register_units([*units, (DISPATCHER, SINGLETON, {})])
+        await self.manager.register_units([*units, (ESCALATION, SINGLETON, {})])
         self._task = asyncio.create_task(self.manager.run(), name="fleet-leases")
         log.info("fleet.joined", worker=self.worker_id, units=len(units) + 1)
 
     async def _acquired(self, lease: Lease) -> None:
         runtime = self._runtime
         assert runtime is not None
-        if lease.unit == DISPATCHER:
-            log.info("fleet.dispatcher_acquired", epoch=lease.epoch)
-            runtime.start_dispatcher()
+        if lease.unit == ESCALATION:
+            log.info("fleet.escalation_acquired", epoch=lease.epoch)
+            runtime.set_escalating(True)
             return
         name = lease.unit.removeprefix("net:")
         if name not in runtime.networks:
@@ -89,9 +87,9 @@ class FleetMember:
     async def _lost(self, unit: str) -> None:
         runtime = self._runtime
         assert runtime is not None
-        if unit == DISPATCHER:
-            log.warning("fleet.dispatcher_lost")
-            await runtime.stop_dispatcher()
+        if unit == ESCALATION:
+            log.warning("fleet.escalation_lost")
+            runtime.set_escalating(False)
             return
         name = unit.removeprefix("net:")
         self.epochs.pop(name, None)

@@ -11,12 +11,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from presencebot.alerts import Alert, AlertState
 from presencebot.config import Config
 from presencebot.ids import AlertId
 from presencebot.store.delivery import NewNotice
+
+if TYPE_CHECKING:
+    from presencebot.store.sql import SQLStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +67,7 @@ class AlertStore(Protocol):
     async def room_states(self) -> Sequence[RoomStateRow]: ...
 
 
-def open_store(config: Config) -> AlertStore:
+def open_store(config: Config) -> SQLStore:
     """PostgreSQL when ``store.url`` is set, else the SQLite file at ``store.path``."""
     if config.store.url:
         from presencebot.store.postgres import PostgresStore

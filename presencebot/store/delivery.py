@@ -14,7 +14,7 @@ import sqlite3
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 PENDING = "pending"
 DELIVERED = "delivered"
@@ -50,6 +50,14 @@ class OutboxRow:
 _ROW = (
     "SELECT id, alert_id, target, sink, kind, step, state, attempts, next_attempt_at, last_error,"
     " delivered_at FROM outbox"
+)
+
+
+# Due: pending, its time has come, not held by a dispatcher, and its target not disabled.
+_DUE = (
+    " WHERE state = ? AND next_attempt_at <= ? AND (claimed_until IS NULL OR claimed_until <= ?)"
+    " AND target NOT IN (SELECT target FROM disabled_targets)"
+    " ORDER BY next_attempt_at, rowid"
 )
 
 
@@ -106,14 +114,52 @@ def traces(conn: sqlite3.Connection, alert_id: str) -> list[tuple[datetime, str]
 
 
 def due(conn: sqlite3.Connection, now: datetime, limit: int) -> list[OutboxRow]:
-    """Pending notifications whose time has come, oldest first, skipping disabled targets."""
-    where = (
-        " WHERE state = ? AND next_attempt_at <= ?"
-        " AND target NOT IN (SELECT target FROM disabled_targets)"
-        " ORDER BY next_attempt_at, rowid LIMIT ?"
-    )
-    found = conn.execute(_ROW + where, (PENDING, now.isoformat(), limit)).fetchall()
+    """Pending notifications whose time has come and that no dispatcher holds, oldest first,
+    skipping disabled targets."""
+    stamp = now.isoformat()
+    found = conn.execute(_ROW + _DUE + " LIMIT ?", (PENDING, stamp, stamp, limit)).fetchall()
     return [_row(r) for r in found]
+
+
+def claim_due(
+    conn: sqlite3.Connection, now: datetime, limit: int, *, worker: str, hold: timedelta
+) -> list[OutboxRow]:
+    """Claim up to ``limit`` due notifications for ``worker`` until ``now + hold``; run it in a
+    write transaction (``BEGIN IMMEDIATE``).
+
+    This is what lets every worker of a fleet run a dispatcher on one store: a claimed row is not
+    due for anybody else until its claim expires, and on PostgreSQL ``SKIP LOCKED`` lets two
+    claims run side by side without waiting for each other's rows. A row whose dispatcher died
+    mid-delivery is claimed again once the hold has passed (delivery is at least once; the row
+    id is the receivers' idempotency key).
+    """
+    from presencebot.store.sql import POSTGRESQL, dialect  # sql imports this module
+
+    stamp = now.isoformat()
+    lock = " FOR UPDATE SKIP LOCKED" if dialect(conn) == POSTGRESQL else ""
+    found = conn.execute(_ROW + _DUE + " LIMIT ?" + lock, (PENDING, stamp, stamp, limit)).fetchall()
+    rows = [_row(r) for r in found]
+    until = (now + hold).isoformat()
+    for row in rows:
+        conn.execute(
+            "UPDATE outbox SET claimed_by = ?, claimed_until = ? WHERE id = ?", (worker, until, row.id)
+        )
+    return rows
+
+
+def release_claims(conn: sqlite3.Connection, worker: str, ids: Iterable[str] | None = None) -> int:
+    """Give back ``worker``'s claims on rows still pending (all of them, or those in ``ids``):
+    at a clean stop for what was in flight, and at start for what a previous run of the same
+    worker left, so that nothing waits for a claim to expire when its owner is known to be gone."""
+    sql = "UPDATE outbox SET claimed_by = NULL, claimed_until = NULL WHERE claimed_by = ? AND state = ?"
+    params: list[str] = [worker, PENDING]
+    if ids is not None:
+        wanted = list(ids)
+        if not wanted:
+            return 0
+        sql += f" AND id IN ({', '.join('?' * len(wanted))})"
+        params += wanted
+    return conn.execute(sql, params).rowcount
 
 
 def rows(
@@ -132,7 +178,8 @@ def rows(
 def next_wakeup(conn: sqlite3.Connection) -> datetime | None:
     """The earliest pending delivery or escalation, for the dispatcher's sleep."""
     (delivery,) = conn.execute(
-        "SELECT MIN(next_attempt_at) FROM outbox WHERE state = ?"
+        "SELECT MIN(CASE WHEN claimed_until > next_attempt_at THEN claimed_until"
+        " ELSE next_attempt_at END) FROM outbox WHERE state = ?"
         " AND target NOT IN (SELECT target FROM disabled_targets)",
         (PENDING,),
     ).fetchone()
@@ -145,21 +192,24 @@ def next_wakeup(conn: sqlite3.Connection) -> datetime | None:
 
 def mark_delivered(conn: sqlite3.Connection, row_id: str, attempts: int, now: datetime) -> None:
     conn.execute(
-        "UPDATE outbox SET state = ?, attempts = ?, delivered_at = ?, last_error = NULL WHERE id = ?",
+        "UPDATE outbox SET state = ?, attempts = ?, delivered_at = ?, last_error = NULL,"
+        " claimed_by = NULL, claimed_until = NULL WHERE id = ?",
         (DELIVERED, attempts, now.isoformat(), row_id),
     )
 
 
 def mark_retry(conn: sqlite3.Connection, row_id: str, attempts: int, at: datetime, error: str) -> None:
     conn.execute(
-        "UPDATE outbox SET attempts = ?, next_attempt_at = ?, last_error = ? WHERE id = ?",
+        "UPDATE outbox SET attempts = ?, next_attempt_at = ?, last_error = ?,"
+        " claimed_by = NULL, claimed_until = NULL WHERE id = ?",
         (attempts, at.isoformat(), error[:500], row_id),
     )
 
 
 def mark_dead(conn: sqlite3.Connection, row_id: str, attempts: int, error: str) -> None:
     conn.execute(
-        "UPDATE outbox SET state = ?, attempts = ?, last_error = ? WHERE id = ?",
+        "UPDATE outbox SET state = ?, attempts = ?, last_error = ?,"
+        " claimed_by = NULL, claimed_until = NULL WHERE id = ?",
         (DEAD, attempts, error[:500], row_id),
     )
 
@@ -167,7 +217,8 @@ def mark_dead(conn: sqlite3.Connection, row_id: str, attempts: int, error: str) 
 def requeue(conn: sqlite3.Connection, row_id: str, now: datetime) -> bool:
     """Give a dead notification another chance (an operator fixed the endpoint)."""
     cur = conn.execute(
-        "UPDATE outbox SET state = ?, next_attempt_at = ? WHERE id = ? AND state = ?",
+        "UPDATE outbox SET state = ?, next_attempt_at = ?, claimed_by = NULL, claimed_until = NULL"
+        " WHERE id = ? AND state = ?",
         (PENDING, now.isoformat(), row_id, DEAD),
     )
     return cur.rowcount == 1

@@ -164,4 +164,11 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     ALTER TABLE alerts ADD COLUMN purged_at TEXT;
     ALTER TABLE evidence ADD COLUMN sha256 TEXT;
     """,
+    # 5: a notification being delivered is claimed (by a worker, until a time), so that several
+    # dispatchers sharing one store never send the same row at once, and a claim left by a
+    # worker that died expires on its own.
+    """
+    ALTER TABLE outbox ADD COLUMN claimed_by TEXT;
+    ALTER TABLE outbox ADD COLUMN claimed_until TEXT;
+    """,
 )

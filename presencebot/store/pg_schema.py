@@ -1,4 +1,4 @@
-"""PostgreSQL schema migrations: the same four steps as :mod:`presencebot.store.migrations`
+"""PostgreSQL schema migrations: the same steps as :mod:`presencebot.store.migrations`
 (SQLite), so that a schema version means the same tables on both backends.
 
 ``schema_version`` (one row) plays the part of SQLite's ``PRAGMA user_version``. Each step runs in
@@ -187,6 +187,12 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         ADD COLUMN snoozed_until TEXT COLLATE "C",
         ADD COLUMN purged_at     TEXT COLLATE "C";
     ALTER TABLE evidence ADD COLUMN sha256 TEXT COLLATE "C";
+    """,
+    # 5: outbox claims (see migrations.py).
+    """
+    ALTER TABLE outbox
+        ADD COLUMN claimed_by    TEXT COLLATE "C",
+        ADD COLUMN claimed_until TEXT COLLATE "C";
     """,
 )
 
