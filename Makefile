@@ -6,12 +6,12 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint typecheck unit system-deps clean
+.PHONY: run test lint typecheck unit system-deps services clean
 
 run: $(VENV)/.installed
 	$(BIN)/presencebot run
 
-test: $(VENV)/.installed-dev system-deps lint typecheck unit
+test: $(VENV)/.installed-dev system-deps services lint typecheck unit
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
@@ -25,6 +25,9 @@ unit: $(VENV)/.installed-dev
 
 system-deps:
 	@sh tests/install-system-packages.sh tests/system-packages.txt
+
+services:
+	@sh tests/start-services.sh
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)

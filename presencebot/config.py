@@ -196,7 +196,7 @@ class CommandsConfig(_Model):
 class StoreConfig(_Model):
     path: Path = Path("presencebot.db")
     """SQLite file; relative paths are relative to the working directory. Unused when ``url`` is set."""
-    url: str | None = None
+    url: SecretStr | None = None
     """PostgreSQL instead of SQLite: ``postgresql://user@host:5432/dbname`` (the tables go in the
     first schema of the role's ``search_path``; ``?options=-csearch_path%3Dname`` picks another).
     Set a URL with a password through ``PRESENCEBOT_STORE__URL``, not in the file."""
@@ -204,7 +204,8 @@ class StoreConfig(_Model):
     @model_validator(mode="after")
     def _postgresql_url(self) -> StoreConfig:
         # Checked on the model, not the field: a field error would quote the URL, password and all.
-        if self.url is not None and not self.url.startswith(("postgresql://", "postgres://")):
+        url = None if self.url is None else self.url.get_secret_value()
+        if url is not None and not url.startswith(("postgresql://", "postgres://")):
             raise ValueError("store.url must be a postgresql:// URL (or left unset for SQLite)")
         return self
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from presencebot.ids import AccountId, EventId, RoomId
@@ -159,3 +159,32 @@ class Left:
 RoomEvent = Joined | JoinFailed | Invited | Kicked | Banned | Left
 Lifecycle = Connected | Disconnected | RoomEvent
 Event = Message | Lifecycle
+
+
+def _clean(text: str) -> str:
+    return text.replace("\x00", "\ufffd")
+
+
+def _clean_author(author: Author) -> Author:
+    return author if "\x00" not in author.nick else Author(_clean(author.nick), author.account)
+
+
+def storable(message: Message) -> Message:
+    """``message`` with every NUL character shown as U+FFFD (``�``).
+
+    NUL can arrive (a terminal, a JSON string) but PostgreSQL text cannot hold it: an alert whose
+    evidence carried one could never be stored there, only retried. Replacing it where messages
+    enter the runtime keeps the evidence identical on both stores, and visibly marked.
+    """
+    suspect = (message.text, message.author.nick, *(m.nick for m in message.mentions))
+    if message.reply_to is not None:
+        suspect = (*suspect, message.reply_to.nick)
+    if not any("\x00" in part for part in suspect):
+        return message
+    return replace(
+        message,
+        text=_clean(message.text),
+        author=_clean_author(message.author),
+        reply_to=None if message.reply_to is None else _clean_author(message.reply_to),
+        mentions=tuple(_clean_author(m) for m in message.mentions),
+    )

@@ -47,6 +47,7 @@ from presencebot.events import (
     Left,
     Message,
     RoomRef,
+    storable,
 )
 from presencebot.fleet.fenced import FencedAdapter
 from presencebot.ids import AlertId, RoomId
@@ -417,6 +418,7 @@ class Runtime:
         """The single entry point for everything every adapter reports."""
         slot = self.networks[network]
         if isinstance(event, Message):
+            event = storable(event)
             metrics.MESSAGES.labels(network, slot.adapter_cls.__name__).inc()
             token = log_context.bind_message(event.room.id, event.id)
             try:

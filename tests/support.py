@@ -24,6 +24,7 @@ from presencebot.events import Author, Connected, Event, Invited, Joined, RoomRe
 from presencebot.ids import AccountId, AlertId, EventId, RoomId
 from presencebot.rule import Severity
 from presencebot.runtime import Runtime
+from presencebot.store import AlertStore
 from presencebot.store.sqlite import SQLiteStore
 
 REPO = Path(__file__).resolve().parent.parent
@@ -90,6 +91,17 @@ async def until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         await asyncio.sleep(0.005)
+
+
+async def stored(store: AlertStore, count: int = 1, timeout: float = 5.0) -> list[Alert]:
+    """The store's alerts once there are ``count`` of them: a rule's stats count the call before
+    the alert it raised is written, so tests wait for the write itself."""
+    deadline = time.monotonic() + timeout
+    while len(alerts := await store.list()) < count:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{count} alert(s) not stored in time (found {len(alerts)})")
+        await asyncio.sleep(0.01)
+    return alerts
 
 
 async def announced(adapter_cls: type[ScriptedAdapter], index: int = 0) -> ScriptedAdapter:

@@ -314,7 +314,8 @@ async def test_three_workers_share_thirty_channels_and_take_over_from_a_dead_one
         "the dead worker's channels re-announced",
     )
     took = time.monotonic() - killed
-    assert took < TTL + 10, took
+    # Expired leases are claimed at once (not at the next renewal): the TTL plus connect-and-join.
+    assert took < TTL + 1.5, took
     counts = badges(watcher)
     assert all(counts[c] == 1 for c in everything if c not in moved)  # nobody else re-announced
     held = await owners(fleet_db)

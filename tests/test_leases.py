@@ -391,3 +391,29 @@ async def test_a_fenced_adapter_says_nothing_once_its_unit_was_taken(
     await fenced.leave(room, "lost the lease")
     assert (inner.joins, inner.sent, len(inner.announced)) == ([room], [(room, "hello")], 1)
     assert inner.leaves == [(room, "lost the lease")]
+
+
+async def test_run_claims_a_dead_workers_units_as_soon_as_they_expire(
+    db: asyncpg.Pool, make: MakeManager
+) -> None:
+    # Renewing only every 1.5 s of a 2 s TTL: waiting for the next renewal would take a dead
+    # worker's units up to 1.5 s after they expire; run() wakes at the expiry instead.
+    ttl = 2.0
+    dead = make("dead", ttl=ttl)
+    await dead.register_units(UNITS[:4])
+    await dead.heartbeat()
+    assert len(await dead.claim()) == 4  # then it never renews: it died
+    claimed_at = time.monotonic()
+    taken: list[float] = []
+
+    async def acquired(lease: Lease) -> None:
+        taken.append(time.monotonic() - claimed_at)
+
+    survivor = make("survivor", ttl=ttl, renew_every=1.5, on_acquired=acquired)
+    task = asyncio.create_task(survivor.run())
+    try:
+        await until(lambda: len(taken) == 4, timeout=ttl + 3)
+    finally:
+        survivor.stop()
+        await task
+    assert ttl <= min(taken) and max(taken) < ttl + 0.5, taken

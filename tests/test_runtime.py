@@ -19,7 +19,7 @@ from presencebot.rules.minor_whereabouts import RULE as WHEREABOUTS
 from presencebot.runtime import RoomState
 from presencebot.store.sqlite import SQLiteStore
 from presencebot.testing import capture_logs
-from tests.support import RuntimeHarness, ScriptedAdapter, announced, make_config, until
+from tests.support import RuntimeHarness, ScriptedAdapter, announced, make_config, stored, until
 
 KIDS = RoomRef("net", RoomId("#kids"))
 
@@ -165,7 +165,7 @@ async def test_messages_from_a_room_without_badge_are_ignored(
     await scripted.instances[0].inbox.put(msg("lily", "hi", room=RoomRef("net", RoomId("#elsewhere"))))
     await scripted.instances[0].inbox.put(msg("lily", "hi"))
     await until(lambda: h.runtime.pipeline.stats["every_message"].calls == 1)
-    assert [a.room.id for a in await h.store.list()] == ["#kids"]
+    assert [a.room.id for a in await stored(h.store)] == ["#kids"]
 
 
 async def test_if_the_badge_cannot_be_shown_the_bot_leaves(
@@ -314,7 +314,7 @@ async def test_history_is_context_but_never_flagged(
     await adapter.inbox.put(msg("mark", "lily where do u live", is_history=True))
     await adapter.inbox.put(msg("mark", "lily what school do u go to"))
     await until(lambda: h.runtime.pipeline.stats["minor_whereabouts"].calls == 3)
-    (alert,) = await h.store.list()
+    (alert,) = await stored(h.store)
     assert alert.category == "school"
     assert [e.text for e in alert.evidence] == [
         "im 12",
@@ -338,7 +338,7 @@ async def test_evidence_is_bounded_by_the_configured_window(
     for i, (nick, text) in enumerate(lines):
         await adapter.inbox.put(msg(nick, text, at=start + timedelta(seconds=i)))
     await until(lambda: h.runtime.pipeline.stats["minor_whereabouts"].calls == len(lines))
-    (alert,) = await h.store.list()
+    (alert,) = await stored(h.store)
     # the age statement the flag rests on, two messages of context, the flagged message
     assert [e.text for e in alert.evidence] == ["hiii im 12", "chat 4", "chat 5", "lily where do u live?"]
     assert [e.flagged for e in alert.evidence] == [False, False, False, True]

@@ -32,10 +32,10 @@ from presencebot.config import Config
 from presencebot.console import queries
 from presencebot.dispatch import Dispatcher
 from presencebot.errors import AlertNotFound, StoreError
-from presencebot.events import Author, RoomRef
+from presencebot.events import Author, Message, RoomRef
 from presencebot.ids import AccountId, AlertId, EventId, RoomId
 from presencebot.roster import Roster
-from presencebot.rule import Severity
+from presencebot.rule import Flag, RoomView, Severity, rule
 from presencebot.sinks.factory import build_sinks
 from presencebot.sinks.webhook import verify
 from presencebot.store import delivery, open_store, pg_schema
@@ -44,7 +44,15 @@ from presencebot.store.migrations import MIGRATIONS
 from presencebot.store.postgres import PostgresStore, redact, translate
 from presencebot.store.sql import SQLStore
 from presencebot.store.sqlite import SQLiteStore
-from tests.support import require
+from tests.support import RuntimeHarness, ScriptedAdapter, announced, make_config, require, stored, until
+
+EVERY = {"rules": ["every_message"]}
+
+
+@rule("every_message")
+def flag_everything(message: Message, room: RoomView) -> Iterator[Flag]:
+    yield Flag("test", target=message.author, explanation="flags every message")
+
 
 PG_URL = os.environ.get("PRESENCEBOT_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 T0 = datetime(2024, 5, 1, 14, 0, 0, 123456, tzinfo=UTC)
@@ -860,3 +868,19 @@ async def test_the_console_queue_puts_snoozed_alerts_last(store: SQLStore) -> No
 
     assert await store.read(order(T0 + timedelta(minutes=5))) == ["a00000000002", "a00000000001"]
     assert await store.read(order(T0 + timedelta(hours=1))) == ["a00000000001", "a00000000002"]
+
+
+async def test_a_message_carrying_nul_still_raises_a_stored_alert(
+    backend: Backend, start_runtime: Callable[..., RuntimeHarness], scripted: type[ScriptedAdapter]
+) -> None:
+    # PostgreSQL refuses NUL in text (above); the runtime shows it as U+FFFD before any rule or
+    # store sees the message, so such an alert is stored, identically, on both backends.
+    h = start_runtime(make_config(room_defaults=EVERY), {"net": scripted}, [flag_everything], backend.new())
+    adapter = await announced(scripted)
+    author = Author("ma\x00rk")
+    await adapter.inbox.put(Message(RoomRef("net", RoomId("#kids")), author, "where\x00 do u live"))
+    await until(lambda: h.runtime.pipeline.stats["every_message"].calls == 1)
+    (alert,) = await stored(h.store)
+    assert alert.evidence[-1].text == "where\ufffd do u live"
+    assert alert.evidence[-1].author.nick == "ma\ufffdrk"
+    await h.stop()

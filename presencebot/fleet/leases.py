@@ -71,6 +71,9 @@ CREATE TABLE IF NOT EXISTS fleet_workers (
 );
 """
 
+TAKEOVER_SLACK = 0.02
+"""Seconds after a dead worker's lease expires before trying to claim it (the expiry is exact)."""
+
 _SCHEMA_LOCK = 0x70B_F1EE7
 """Advisory lock key: concurrent ``CREATE TABLE IF NOT EXISTS`` can still collide in the catalog."""
 
@@ -124,6 +127,13 @@ RETURNING u.unit, u.expires_at
 _RELEASE = """
 UPDATE fleet_units SET owner = NULL, expires_at = NULL
 WHERE owner = $1 AND ($2::text[] IS NULL OR unit = ANY($2::text[]))
+"""
+
+_NEXT_TAKEOVER = """
+SELECT EXTRACT(EPOCH FROM
+    min(GREATEST(u.expires_at, w.seen_at + make_interval(secs => $2))) - clock_timestamp())::float8
+FROM fleet_units u JOIN fleet_workers w ON w.worker = u.owner
+WHERE u.owner <> $1 AND u.expires_at IS NOT NULL
 """
 
 _FENCE = """
@@ -334,6 +344,17 @@ class LeaseManager:
         held = sorted(self._held)
         return held[share:] if len(held) > share else []
 
+    async def next_takeover(self) -> float | None:
+        """Seconds until another worker's unit may next be claimed — its lease expired *and* its
+        owner no longer counted live — or ``None`` when others hold nothing.
+
+        :meth:`run` wakes then if that is before its next renewal, so a dead worker's rooms move
+        as soon as its leases allow, not up to a renewal interval later. Live workers renew well
+        inside the TTL, so their units are always further away than that and cost no extra wake.
+        """
+        seconds = await self.pool.fetchval(_NEXT_TAKEOVER, self.worker_id, self.ttl)
+        return None if seconds is None else float(seconds)
+
     async def release(self, units: Iterable[str] | None = None) -> None:
         """Hand units back at once (owner and expiry cleared, epoch kept). With no ``units``: a
         clean shutdown, releasing everything and leaving the fleet, so the live count drops now
@@ -412,6 +433,9 @@ class LeaseManager:
                     await self.tick()
                     backoff.reset()
                     delay = self.renew_every
+                    soon = await self.next_takeover()
+                    if soon is not None:  # a dead worker's units: be there when they free up
+                        delay = min(delay, max(soon, 0.0) + TAKEOVER_SLACK)
                 except _DB_ERRORS as exc:
                     log.warning("fleet.lease_db_failed", worker=self.worker_id, error=repr(exc))
                     await self._lost(self.expire_local())

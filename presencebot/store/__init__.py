@@ -72,7 +72,7 @@ def open_store(config: Config) -> SQLStore:
     if config.store.url:
         from presencebot.store.postgres import PostgresStore
 
-        return PostgresStore(config.store.url)
+        return PostgresStore(config.store.url.get_secret_value())
     from presencebot.store.sqlite import SQLiteStore
 
     return SQLiteStore(config.store.path)
