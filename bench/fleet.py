@@ -17,8 +17,8 @@ is created for the run and dropped after it) holding the leases and the shared a
   send ``--messages`` ordinary lines (plus a few ages and whereabouts requests, so the rule does
   real work) round-robin over the channels as fast as ngircd takes them. The figure is messages
   per second from the first line sent until the workers' ``presencebot_messages_total`` (scraped
-  from each worker's ``/metrics``) reaches the count. For scale, the same traffic is first timed
-  into one bare raw-socket client (ngircd's own relay rate on this machine).
+  from each worker's ``/metrics``) reaches the count; median of ``--runs`` runs. For scale, the
+  same traffic is first timed into one bare raw-socket client (ngircd's own relay rate here).
 * **memory** — one worker holding ``--rooms`` channels (units of ``--per-unit``, Libera's
   ``CHANLIMIT``), every one joined and announced (``presencebot_rooms{state="active"}``); its
   resident set (VmRSS) against the same worker holding one channel; per room = the difference
@@ -431,15 +431,25 @@ def cpu_seconds(worker: Worker) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def bench_throughput(server: Ngircd, directory: Path, messages: int, ttl: float) -> None:
+async def bench_throughput(server: Ngircd, directory: Path, messages: int, ttl: float, runs: int) -> None:
     everything = [c for unit in channel_names(6, 5) for c in unit]
     lines = traffic(messages, everything, seed=7)
     ceiling = await relay_rate(server, everything, lines)
     print(f"ngircd relaying {messages} lines into one bare client: {ceiling:,.0f} msg/s")
-    one, cpu_one = await throughput_with(server, directory, 1, lines, ttl)
-    three, cpu_three = await throughput_with(server, directory, 3, lines, ttl)
-    print(f"1 worker:  {one:,.0f} msg/s ({cpu_one:.0f} µs CPU per message)")
-    print(f"3 workers: {three:,.0f} msg/s ({cpu_three:.0f} µs CPU per message, all workers)")
+    rates: dict[int, list[float]] = {1: [], 3: []}
+    cpus: dict[int, list[float]] = {1: [], 3: []}
+    for run in range(runs):
+        for count in (1, 3):
+            rate, cpu = await throughput_with(server, directory, count, lines, ttl)
+            rates[count].append(rate)
+            cpus[count].append(cpu)
+        print(f"  run {run + 1}: 1 worker {rates[1][-1]:,.0f} msg/s, 3 workers {rates[3][-1]:,.0f} msg/s")
+    one, three = statistics.median(rates[1]), statistics.median(rates[3])
+    print(f"1 worker:  median {one:,.0f} msg/s ({statistics.median(cpus[1]):.0f} µs CPU per message)")
+    print(
+        f"3 workers: median {three:,.0f} msg/s"
+        f" ({statistics.median(cpus[3]):.0f} µs CPU per message, all workers together)"
+    )
     print(f"3 vs 1: {three / one:.2f}x on {os.cpu_count()} CPUs (ngircd and the senders share them)")
 
 
@@ -492,7 +502,7 @@ async def main(args: argparse.Namespace) -> None:
             if "takeover" in wanted:
                 await bench_takeover(server, directory, args.runs, args.ttl)
             if "throughput" in wanted:
-                await bench_throughput(server, directory, args.messages, args.ttl)
+                await bench_throughput(server, directory, args.messages, args.ttl, args.runs)
             if "memory" in wanted:
                 await bench_memory(server, directory, args.rooms, args.per_unit, args.ttl)
         finally:

@@ -25,6 +25,11 @@ class StoreError(PresencebotError):
     """The alert store failed or holds data this version cannot read."""
 
 
+class Fenced(PresencebotError):
+    """A write refused because this worker no longer holds the unit it wrote for (fleet mode):
+    the worker that holds it now writes instead. Never retried."""
+
+
 class AlertNotFound(StoreError):
     """No alert has the given id."""
 

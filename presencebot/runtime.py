@@ -34,7 +34,7 @@ from presencebot.backoff import ExponentialBackoff
 from presencebot.badge import Badge
 from presencebot.config import Config, InvitePolicy
 from presencebot.dispatch import Dispatcher
-from presencebot.errors import AlertNotFound, FatalAdapterError, StoreError
+from presencebot.errors import AlertNotFound, FatalAdapterError, Fenced, StoreError
 from presencebot.events import (
     Banned,
     Connected,
@@ -57,8 +57,8 @@ from presencebot.roster import Roster
 from presencebot.rule import Rule
 from presencebot.sinks import Sink
 from presencebot.sinks.factory import build_sinks
-from presencebot.store import AlertStore
-from presencebot.store.sql import SQLStore
+from presencebot.store import AlertStore, Fence
+from presencebot.store.sql import SQLStore, has_lease_table
 
 if TYPE_CHECKING:
     from presencebot.fleet.member import FleetMember
@@ -206,6 +206,9 @@ class Runtime:
         self._command_last: dict[tuple[RoomRef, str], float] = {}
         self._reannounce_tick = 30.0
         self._dispatching: asyncio.Task[None] | None = None
+        self._fence_in_store = False
+        """Fleet mode: the leases are in the store's database, so alert writes are fenced inside
+        their own transaction (set once the fleet has created its tables)."""
 
     # --- lifecycle -------------------------------------------------------------------------
     async def run(self) -> int:
@@ -239,6 +242,7 @@ class Runtime:
             if self.fleet is not None:
                 # Networks start and stop as their leases come and go (FleetMember).
                 await self.fleet.start(self)
+                await self._check_fencing()
                 await self._stopping.wait()
                 await self.fleet.stop()
                 return 1 if any(slot.fatal for slot in self.networks.values()) else 0
@@ -316,6 +320,19 @@ class Runtime:
         if task is not None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+
+    async def _check_fencing(self) -> None:
+        store = self.store
+        try:
+            self._fence_in_store = isinstance(store, SQLStore) and await store.read(has_lease_table)
+        except StoreError as exc:
+            log.warning("fleet.fence_check_failed", error=str(exc))
+        if not self._fence_in_store:
+            log.warning(
+                "fleet.fence_outside_transaction",
+                hint="put [store] url and [fleet] database_url on the same PostgreSQL database to"
+                " fence each alert write inside its own transaction",
+            )
 
     async def _recall_room_states(self) -> None:
         """Apply what room operators decided before a restart: a kick, a ban or ``!police leave``
@@ -669,14 +686,14 @@ class Runtime:
         the background (``_keep_trying``) rather than dropped, and the adapter carries on.
         """
         metrics.ALERTS.labels(alert.rule_id, alert.category).inc()
-        if self.fleet is not None and not await self.fleet.allowed(alert.room.network):
-            # Another worker holds this network now: it sees the same room and raises its own.
-            log.warning("fleet.alert_fenced", alert_id=alert.id, network=alert.room.network)
-            return False
         try:
             stored = await self._store(alert)
             if stored is None:
                 return True  # grouped into an open alert
+        except Fenced as exc:
+            # Another worker holds this network now: it sees the same room and raises its own.
+            log.warning("fleet.alert_fenced", alert_id=alert.id, network=alert.room.network, why=str(exc))
+            return False
         except StoreError as exc:
             log.error(
                 "alert.store_failed",
@@ -702,13 +719,21 @@ class Runtime:
         await adapter.show_alert(alert.room.id, stored)
         return True
 
-    async def _store(self, alert: alerts.Alert) -> alerts.Alert | None:
+    async def _store(self, alert: alerts.Alert, *, fenced: bool = True) -> alerts.Alert | None:
         """Store a new alert with its first notices and trace (routed by the dispatcher), or add
-        it to the open alert it repeats (``None``). Raises ``StoreError``."""
-        if await self._grouped(alert):
+        it to the open alert it repeats (``None``). Raises ``StoreError``, or ``Fenced`` in a
+        fleet when this worker no longer holds the alert's network.
+
+        An alert the store refused (it was down) is retried later without the fence: it was
+        raised while this worker was in the room, and by the time the store is back the lease
+        may well have moved to a worker that never saw those messages — dropping it would lose
+        it. (A paused worker's late alerts never get here: the store was up, the fence said no.)
+        """
+        fence = await self._fence(alert.room.network) if fenced else None
+        if await self._grouped(alert, fence):
             return None
         if self.dispatcher is None:
-            return await self.store.add(alert, self._notify)
+            return await self.store.add(alert, self._notify, fence=fence)
         routing = self.dispatcher.route()
         stored = await self.store.add(
             alert,
@@ -716,11 +741,28 @@ class Runtime:
             trace=routing.trace,
             escalate_at=routing.escalate_at,
             force=routing.force,
+            fence=fence,
         )
         self.dispatcher.kick()
         return stored
 
-    async def _grouped(self, alert: alerts.Alert) -> bool:
+    async def _fence(self, network: str) -> Fence | None:
+        """Fleet mode: what guards an alert write for ``network``. With the leases in the store's
+        own database, the lease is checked and locked inside the write's transaction (a
+        :class:`Fence`); otherwise it is checked here, just before the write. Raises ``Fenced``
+        when this worker does not hold the network."""
+        if self.fleet is None:
+            return None
+        fence = self.fleet.fence(network)
+        if fence is None:
+            raise Fenced(f"this worker does not hold {network}")
+        if self._fence_in_store:
+            return fence
+        if not await self.fleet.allowed(network):
+            raise Fenced(f"the lease on {network} was lost")
+        return None
+
+    async def _grouped(self, alert: alerts.Alert, fence: Fence | None = None) -> bool:
         """The same request again (same requester, target, room, category, within the window):
         add the evidence to the open alert instead of paging officers again."""
         window = self.config.grouping.window_minutes
@@ -735,6 +777,7 @@ class Runtime:
             existing,
             alert.evidence,
             [f"grouped: the same request again at {alert.created_at:%H:%M:%S} UTC ({alert.explanation})"],
+            fence=fence,
         )
         log.warning("alert.grouped", alert_id=existing, category=alert.category, target=str(alert.target))
         return True
@@ -757,7 +800,7 @@ class Runtime:
             while self._unsaved:
                 alert = self._unsaved[0]
                 try:
-                    await self._store(alert)
+                    await self._store(alert, fenced=False)
                 except StoreError:
                     await asyncio.sleep(backoff.delay())
                     continue
@@ -775,7 +818,7 @@ class Runtime:
         while self._unsaved:
             alert = self._unsaved.popleft()
             try:
-                await self._store(alert)
+                await self._store(alert, fenced=False)
                 log.warning("alert.stored_late", alert_id=alert.id)
             except StoreError as exc:
                 log.critical("alert.unsaved_at_shutdown", error=str(exc), alert=alert.to_json())

@@ -31,18 +31,19 @@ from presencebot.alerts import Alert, AlertState, EvidenceItem
 from presencebot.config import Config
 from presencebot.console import queries
 from presencebot.dispatch import Dispatcher
-from presencebot.errors import AlertNotFound, StoreError
+from presencebot.errors import AlertNotFound, Fenced, StoreError
 from presencebot.events import Author, Message, RoomRef
+from presencebot.fleet.leases import LEASES_SCHEMA
 from presencebot.ids import AccountId, AlertId, EventId, RoomId
 from presencebot.roster import Roster
 from presencebot.rule import Flag, RoomView, Severity, rule
 from presencebot.sinks.factory import build_sinks
 from presencebot.sinks.webhook import verify
-from presencebot.store import delivery, open_store, pg_schema
+from presencebot.store import Fence, delivery, open_store, pg_schema
 from presencebot.store.delivery import NewNotice
 from presencebot.store.migrations import MIGRATIONS
 from presencebot.store.postgres import PostgresStore, redact, translate
-from presencebot.store.sql import SQLStore
+from presencebot.store.sql import SQLStore, has_lease_table
 from presencebot.store.sqlite import SQLiteStore
 from tests.support import RuntimeHarness, ScriptedAdapter, announced, make_config, require, stored, until
 
@@ -884,3 +885,38 @@ async def test_a_message_carrying_nul_still_raises_a_stored_alert(
     assert alert.evidence[-1].text == "where\ufffd do u live"
     assert alert.evidence[-1].author.nick == "ma\ufffdrk"
     await h.stop()
+
+
+async def test_a_fenced_write_stores_nothing_once_the_lease_moved(backend: Backend, store: SQLStore) -> None:
+    # Fleet mode with the leases in the store's database: the lease row is checked and locked
+    # inside the alert's own transaction. (SQLite has no lease table: the runtime checks first.)
+    if backend.name == "sqlite":
+        assert await store.read(has_lease_table) is False
+        return
+    assert await store.read(has_lease_table) is False
+    await store.read(lambda c: c.execute(LEASES_SCHEMA))
+    assert await store.read(has_lease_table) is True
+    await store.transaction(
+        lambda c: c.execute(
+            "INSERT INTO fleet_units (unit, kind, owner, epoch, expires_at)"
+            " VALUES ('net:libera', 'network', 'w1', 2, clock_timestamp() + interval '30 seconds')"
+        )
+    )
+    held = Fence("net:libera", "w1", 2)
+    first = await store.add(make_alert("a1"), [], fence=held)
+    for stale in (Fence("net:libera", "w1", 1), Fence("net:libera", "w2", 2), Fence("net:other", "w1", 2)):
+        with pytest.raises(Fenced):
+            await store.add(make_alert("a2"), [], fence=stale)
+        with pytest.raises(Fenced):
+            await store.extend(
+                first.id, [replace(first.evidence[0], event_id=EventId("new"))], [], fence=stale
+            )
+    assert [a.id for a in await store.list()] == [first.id]
+    assert len((await store.get(first.id)).evidence) == len(first.evidence)
+    # An expired lease fences too, even before anyone took the unit over.
+    await store.transaction(
+        lambda c: c.execute("UPDATE fleet_units SET expires_at = clock_timestamp() - interval '1 second'")
+    )
+    with pytest.raises(Fenced):
+        await store.add(make_alert("a3"), [], fence=held)
+    assert await scalar(store, "SELECT count(*) FROM alerts") == 1

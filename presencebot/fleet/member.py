@@ -18,6 +18,7 @@ import structlog
 
 from presencebot.config import FleetConfig
 from presencebot.fleet.leases import SINGLETON, Lease, LeaseManager, ensure_schema
+from presencebot.store import Fence
 
 log = structlog.get_logger("presencebot.fleet")
 NETWORK_KIND = "network"
@@ -95,6 +96,12 @@ class FleetMember:
         self.epochs.pop(name, None)
         log.warning("fleet.unit_lost", unit=unit)
         await runtime.stop_network(name)
+
+    def fence(self, network: str) -> Fence | None:
+        """The lease this worker believes it holds on ``network``, for the store to check inside
+        an alert's write transaction; ``None`` when it holds none."""
+        epoch = self.epochs.get(network)
+        return None if epoch is None else Fence(unit_of(network), self.worker_id, epoch)
 
     async def allowed(self, network: str) -> bool:
         """Whether this worker still holds ``network``'s unit at the epoch it acquired (checked

@@ -23,6 +23,16 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True, slots=True)
+class Fence:
+    """Fleet mode: write only while ``owner`` holds ``unit`` at ``epoch`` (a row of the lease table
+    ``fleet_units`` in the store's own database), checked and locked inside the write."""
+
+    unit: str
+    owner: str
+    epoch: int
+
+
+@dataclass(frozen=True, slots=True)
 class RoomStateRow:
     network: str
     room: str
@@ -46,10 +56,12 @@ class AlertStore(Protocol):
         trace: Sequence[str] = (),
         escalate_at: datetime | None = None,
         force: str | None = None,
+        fence: Fence | None = None,
     ) -> Alert:
         """Store ``alert``, its evidence, one outbox row per notice (or ``(target name, sink)``),
         its first trace lines and escalation time in one transaction; return the alert as
-        stored (with its notifications)."""
+        stored (with its notifications). With ``fence``, raise :class:`~presencebot.errors.Fenced`
+        (storing nothing) unless the lease still holds."""
         ...
 
     async def get(self, alert_id: AlertId) -> Alert: ...

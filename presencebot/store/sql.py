@@ -26,11 +26,11 @@ from datetime import datetime
 from typing import ClassVar, TypeVar
 
 from presencebot.alerts import Alert, AlertState, EvidenceItem, Notification, person_from
-from presencebot.errors import AlertNotFound, StoreError
+from presencebot.errors import AlertNotFound, Fenced, StoreError
 from presencebot.events import RoomRef, utcnow
 from presencebot.ids import AlertId, EventId, RoomId
 from presencebot.rule import Severity
-from presencebot.store import RoomStateRow, delivery
+from presencebot.store import Fence, RoomStateRow, delivery
 from presencebot.store.delivery import NewNotice
 
 T = TypeVar("T")
@@ -61,6 +61,31 @@ def is_unique_violation(exc: BaseException) -> bool:
         code = getattr(exc, "sqlite_errorcode", None)
         return code in (sqlite3.SQLITE_CONSTRAINT_UNIQUE, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY)
     return getattr(exc, "sqlstate", None) == "23505"  # PostgreSQL's unique_violation
+
+
+_FENCE = (
+    "SELECT 1 FROM fleet_units WHERE unit = ? AND owner = ? AND epoch = ?"
+    " AND expires_at > clock_timestamp() FOR KEY SHARE"
+)
+
+
+def check_fence(conn: sqlite3.Connection, fence: Fence | None) -> None:
+    """Inside a write transaction: raise :class:`Fenced` unless the lease holds. The row lock
+    (``FOR KEY SHARE``) makes a claimer skip the unit until this transaction ends, so a takeover
+    cannot slip in between this check and the write it guards."""
+    if fence is None:
+        return
+    if conn.execute(_FENCE, (fence.unit, fence.owner, fence.epoch)).fetchone() is None:
+        raise Fenced(f"{fence.unit} is no longer held by {fence.owner} at epoch {fence.epoch}")
+
+
+def has_lease_table(conn: sqlite3.Connection) -> bool:
+    """Whether the leases live in this store's database, so that writes can be fenced inside
+    their own transaction (PostgreSQL, with the fleet's tables in the same database)."""
+    if dialect(conn) != POSTGRESQL:
+        return False
+    (found,) = conn.execute("SELECT to_regclass('fleet_units') IS NOT NULL").fetchone()
+    return bool(found)
 
 
 def rollback(conn: sqlite3.Connection) -> None:
@@ -178,10 +203,13 @@ class SQLStore:
         trace: Sequence[str] = (),
         escalate_at: datetime | None = None,
         force: str | None = None,
+        fence: Fence | None = None,
     ) -> Alert:
         notices = [n if isinstance(n, NewNotice) else NewNotice(n[0], n[1]) for n in notify]
         notifications = tuple(Notification(uuid.uuid4().hex, n.target, n.sink) for n in notices)
-        await self._call(lambda: self._add_sync(alert, notifications, notices, trace, escalate_at, force))
+        await self._call(
+            lambda: self._add_sync(alert, notifications, notices, trace, escalate_at, force, fence)
+        )
         return replace(alert, notifications=notifications)
 
     def _add_sync(
@@ -192,6 +220,7 @@ class SQLStore:
         trace: Sequence[str] = (),
         escalate_at: datetime | None = None,
         force: str | None = None,
+        fence: Fence | None = None,
     ) -> None:
         conn = self.conn
         # ValueError: text the driver cannot encode (a lone surrogate from a lenient decoder).
@@ -200,6 +229,7 @@ class SQLStore:
         now = alert.created_at.isoformat()
         try:
             conn.execute("BEGIN IMMEDIATE")
+            check_fence(conn, fence)
             conn.execute(
                 "INSERT INTO alerts (id, created_at, network, room, rule_id, rule_version, category,"
                 " severity, target_nick, target_account, requester_nick, requester_account,"
@@ -266,7 +296,14 @@ class SQLStore:
             rollback(conn)
             raise
 
-    async def extend(self, alert_id: AlertId, evidence: Sequence[EvidenceItem], trace: Sequence[str]) -> None:
+    async def extend(
+        self,
+        alert_id: AlertId,
+        evidence: Sequence[EvidenceItem],
+        trace: Sequence[str],
+        *,
+        fence: Fence | None = None,
+    ) -> None:
         """Add evidence to an open alert (grouping: the same request again, no new page)."""
 
         def write() -> None:
@@ -274,6 +311,7 @@ class SQLStore:
             now = utcnow()
             conn.execute("BEGIN IMMEDIATE")
             try:
+                check_fence(conn, fence)
                 known = {
                     r[0]
                     for r in conn.execute("SELECT event_id FROM evidence WHERE alert_id = ?", (alert_id,))
