@@ -14,6 +14,10 @@ Overall ``ok`` is every network and every room healthy. While starting, rooms ar
 ``/healthz`` answers 503 until every room is joined, so it is a readiness check; that the endpoint
 answers at all is the liveness check.
 
+In a fleet, a worker answers for the networks whose lease it holds (``"lease": "held"``); the
+others are run by other workers and reported as ``"lease": "not_held"``, healthy and without
+rooms — each room is some worker's, and ``presencebot fleet status`` says whose.
+
 Reasons: a kick, ban or ``!police leave`` is remembered by the store with its reason, which is
 read here so that it survives a restart; the reason kept on the room record (``RoomRecord.reason``)
 is preferred when there is one.
@@ -116,7 +120,15 @@ def health(runtime: Runtime, remembered: Remembered | None = None) -> tuple[bool
     reasons kept in memory are reported.
     """
     remembered = remembered or {}
-    networks = {name: _network(slot, remembered) for name, slot in runtime.networks.items()}
+    fleet = runtime.fleet
+    networks: dict[str, dict[str, Any]] = {}
+    for name, slot in runtime.networks.items():
+        if fleet is None:
+            networks[name] = _network(slot, remembered)
+        elif fleet.fence(name) is None:
+            networks[name] = {"ok": True, "lease": "not_held", "rooms": {}}
+        else:
+            networks[name] = {**_network(slot, remembered), "lease": "held"}
     ok = all(network["ok"] for network in networks.values())
     return ok, {"ok": ok, "networks": networks}
 

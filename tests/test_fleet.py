@@ -17,6 +17,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -27,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import aiohttp
 import asyncpg
 import pytest
 from aiohttp import web
@@ -44,6 +46,7 @@ UNITS = 6
 PER_UNIT = 5
 TTL = 3.0
 BADGE_HEAD = re.compile(r"^:(PP\d)\S*!\S+ PRIVMSG (#c\d+) :.*POLICE PRESENCE")
+LEASE_HELD = re.compile(r'presencebot_lease_state\{unit="([^"]+)",state="held"\} 1')
 SECRET = "whsec_" + "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0"
 ADMIN_DSN = os.environ.get("PRESENCEBOT_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -117,6 +120,7 @@ def write_config(path: Path, port: int, dsn: str, hook: str) -> None:
         "[grouping]\nwindow_minutes = 0\n",
         '[room_defaults]\naudience = "minors"\n',
         '[logging]\nlevel = "info"\nformat = "json"\n',
+        '[ops]\nenabled = true\nhost = "127.0.0.1"\n',
     ]
     for unit in range(UNITS):
         rooms = "".join(f'[[networks.rooms]]\nid = "{c}"\n' for c in channels(unit))
@@ -129,11 +133,23 @@ def write_config(path: Path, port: int, dsn: str, hook: str) -> None:
     path.write_text("\n".join(parts))
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
 class Worker:
     def __init__(self, name: str, config: Path, log: Path) -> None:
         self.name = name
         self.log = log
-        env = {**os.environ, "PRESENCEBOT_FLEET__WORKER_ID": name}
+        self.ops_port = free_port()
+        env = {
+            **os.environ,
+            "PRESENCEBOT_FLEET__WORKER_ID": name,
+            "PRESENCEBOT_OPS__PORT": str(self.ops_port),
+        }
         script = Path(sys.executable).with_name("presencebot")
         self.proc = subprocess.Popen(
             [str(script), "run", "--config", str(config)],
@@ -284,6 +300,24 @@ async def test_three_workers_share_thirty_channels_and_take_over_from_a_dead_one
     )
     assert status.returncode == 0, status.stderr
     assert all(f"w{n}" in status.stdout for n in range(3)) and "net:irc0" in status.stdout
+    # Each worker's /metrics says which units it holds, and /healthz answers for those only.
+    async with aiohttp.ClientSession() as session:
+        for worker in workers:
+            base = f"http://127.0.0.1:{worker.ops_port}"
+            async with session.get(f"{base}/metrics") as response:
+                text = await response.text()
+            mine = {u for u, owner in held.items() if owner == worker.name}
+            assert set(LEASE_HELD.findall(text)) == mine, (worker.name, mine)
+            async with session.get(f"{base}/healthz") as response:
+                assert response.status == 200
+                report = await response.json()
+            runs = {f"net:{n}" for n, network in report["networks"].items() if network["lease"] == "held"}
+            assert runs == {u for u in mine if u.startswith("net:")}
+            assert all(
+                room["ok"]
+                for n in runs
+                for room in report["networks"][n.removeprefix("net:")]["rooms"].values()
+            )
 
     def units_of(worker: str) -> list[int]:
         return sorted(

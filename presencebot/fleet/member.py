@@ -16,6 +16,7 @@ from typing import Any, Protocol
 import asyncpg
 import structlog
 
+from presencebot import metrics
 from presencebot.config import FleetConfig
 from presencebot.fleet.leases import SINGLETON, Lease, LeaseManager, ensure_schema
 from presencebot.store import Fence
@@ -23,6 +24,8 @@ from presencebot.store import Fence
 log = structlog.get_logger("presencebot.fleet")
 NETWORK_KIND = "network"
 ESCALATION = "singleton:escalation"
+HELD, NOT_HELD = "held", "not_held"
+"""``presencebot_lease_state`` of each unit, as this worker sees it."""
 
 
 class FleetRuntime(Protocol):
@@ -68,12 +71,15 @@ class FleetMember:
             (unit_of(name), NETWORK_KIND, {}) for name in sorted(runtime.networks)
         ]
         await self.manager.register_units([*units, (ESCALATION, SINGLETON, {})])
+        for unit, _, _ in [*units, (ESCALATION, SINGLETON, {})]:
+            metrics.set_lease_state(unit, NOT_HELD)
         self._task = asyncio.create_task(self.manager.run(), name="fleet-leases")
         log.info("fleet.joined", worker=self.worker_id, units=len(units) + 1)
 
     async def _acquired(self, lease: Lease) -> None:
         runtime = self._runtime
         assert runtime is not None
+        metrics.set_lease_state(lease.unit, HELD)
         if lease.unit == ESCALATION:
             log.info("fleet.escalation_acquired", epoch=lease.epoch)
             runtime.set_escalating(True)
@@ -88,6 +94,7 @@ class FleetMember:
     async def _lost(self, unit: str) -> None:
         runtime = self._runtime
         assert runtime is not None
+        metrics.set_lease_state(unit, NOT_HELD)
         if unit == ESCALATION:
             log.warning("fleet.escalation_lost")
             runtime.set_escalating(False)
