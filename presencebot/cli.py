@@ -306,11 +306,16 @@ async def _fleet_status(config: Config, as_json: bool) -> int:
     import asyncpg
 
     from presencebot.fleet import ensure_schema, status
+    from presencebot.store.postgres import redact
 
+    url = config.fleet.database_url.get_secret_value()
     try:
-        pool = await asyncpg.create_pool(config.fleet.database_url.get_secret_value(), min_size=1, max_size=1)
-    except (OSError, asyncpg.PostgresError) as exc:
-        print(f"error: cannot reach the fleet database: {type(exc).__name__}", file=sys.stderr)
+        pool = await asyncpg.create_pool(url, min_size=1, max_size=1, timeout=10)
+    except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+        # asyncpg's and the OS's messages name the host and database, never the password.
+        print(f"error: cannot reach the fleet database {redact(url)}: {exc}", file=sys.stderr)
+        if not config.fleet.enabled:
+            print("(this configuration has no [fleet] section enabled: pass --config)", file=sys.stderr)
         return EXIT_FAILURE
     try:
         await ensure_schema(pool)

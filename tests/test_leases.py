@@ -417,3 +417,15 @@ async def test_run_claims_a_dead_workers_units_as_soon_as_they_expire(
         survivor.stop()
         await task
     assert ttl <= min(taken) and max(taken) < ttl + 0.5, taken
+
+
+def test_fleet_status_names_an_unreachable_database_without_its_password(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from presencebot import cli
+
+    monkeypatch.setenv("PRESENCEBOT_FLEET__DATABASE_URL", "postgresql://ops:hunter2@127.0.0.1:1/fleet")
+    assert cli.main(["fleet", "status"]) == 1
+    err = capsys.readouterr().err
+    assert "postgresql://ops@127.0.0.1:1/fleet" in err and "hunter2" not in err
+    assert "pass --config" in err  # the built-in defaults have no fleet enabled
