@@ -31,7 +31,7 @@ redefinitions).
 Ids are real snowflakes (their timestamps are "now"), payloads carry the fields Discord sends.
 
 Not modelled: threads, voice, reactions, presences, webhooks other than interaction follow-ups,
-sharding beyond ``[0, 1]``, the gateway send-rate limit, zstd compression (asked for, it gets plain
+the gateway send-rate limit, zstd compression (asked for, it gets plain
 text frames, which discord.py accepts).
 """
 
@@ -51,8 +51,8 @@ import time
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from enum import IntEnum, IntFlag
-from typing import Any, TypeAlias
+from enum import Enum, IntEnum, IntFlag
+from typing import Any, Final, TypeAlias
 
 import discord
 import pytest
@@ -143,6 +143,14 @@ DEFAULT_BOT_PERMISSIONS = (
     | Permission.READ_MESSAGE_HISTORY
     | Permission.ADD_REACTIONS
 )
+
+
+class EveryShard(Enum):
+    EVERY = "every"
+
+
+EVERY: Final = EveryShard.EVERY
+"""``_broadcast(guild=EVERY)``: an event that is not about one guild goes to every shard."""
 
 
 class Op(IntEnum):
@@ -555,6 +563,15 @@ class GatewaySession:
     log: list[JSON] = field(default_factory=list)
     connection: GatewayConnection | None = None
     valid: bool = True
+    shard: tuple[int, int] = (0, 1)
+    """``[shard_id, shard_count]`` from IDENTIFY: the session gets the guilds with
+    ``(guild_id >> 22) % shard_count == shard_id``, and direct messages only on shard 0."""
+
+    def owns(self, guild_id: int | None) -> bool:
+        shard_id, count = self.shard
+        if guild_id is None:
+            return shard_id == 0
+        return (guild_id >> 22) % count == shard_id
 
 
 @dataclass
@@ -1270,10 +1287,13 @@ class DiscordStub:
         if session.connection is not None:
             session.connection.enqueue(frame)
 
-    def _broadcast(self, event: str, make: Callable[[GatewaySession], Any]) -> None:
-        """Dispatch to every valid session; ``make`` builds ``d`` per session (None: not sent)."""
+    def _broadcast(
+        self, event: str, make: Callable[[GatewaySession], Any], *, guild: int | EveryShard | None = EVERY
+    ) -> None:
+        """Dispatch to every valid session whose shard has ``guild`` (``None``: a direct message,
+        shard 0; ``EVERY``: not about a guild); ``make`` builds ``d`` per session (None: not sent)."""
         for session in list(self.sessions.values()):
-            if session.valid:
+            if session.valid and (guild is EVERY or session.owns(guild)):
                 data = make(session)
                 if data is not None:
                     self._dispatch_to(session, event, data)
@@ -1323,7 +1343,7 @@ class DiscordStub:
             reference=reference,
             mention_ids=mention_ids,
         )
-        self._broadcast("MESSAGE_CREATE", lambda s: self._gateway_message(payload, s))
+        self._broadcast("MESSAGE_CREATE", lambda s: self._gateway_message(payload, s), guild=channel.guild_id)
         await self.flush()
         return payload
 
@@ -1338,11 +1358,11 @@ class DiscordStub:
     async def channel_update(self, channel_id: int) -> None:
         """CHANNEL_UPDATE with the channel as it is now (after :meth:`set_bot_permissions`...)."""
         channel = self.channels[channel_id]
-        self._broadcast("CHANNEL_UPDATE", lambda s: channel.payload(self.users))
+        self._broadcast("CHANNEL_UPDATE", lambda s: channel.payload(self.users), guild=channel.guild_id)
         await self.flush()
 
     async def channel_create(self, channel: StubChannel) -> None:
-        self._broadcast("CHANNEL_CREATE", lambda s: channel.payload(self.users))
+        self._broadcast("CHANNEL_CREATE", lambda s: channel.payload(self.users), guild=channel.guild_id)
         await self.flush()
 
     async def guild_join(self, guild: StubGuild | int) -> None:
@@ -1353,7 +1373,9 @@ class DiscordStub:
             guild.joined = True
             roles = [guild.bot_role_id] if guild.bot_role_id is not None else []
             self.add_member(guild_id, self.bot.id, roles=roles)
-        self._broadcast("GUILD_CREATE", lambda s: self._guild_create_payload(guild, s, initial=False))
+        self._broadcast(
+            "GUILD_CREATE", lambda s: self._guild_create_payload(guild, s, initial=False), guild=guild_id
+        )
         await self.flush()
 
     async def guild_remove(self, guild: StubGuild | int, *, unavailable: bool = False) -> None:
@@ -1366,14 +1388,16 @@ class DiscordStub:
         data: JSON = {"id": str(guild_id)}
         if unavailable:
             data["unavailable"] = True
-        self._broadcast("GUILD_DELETE", lambda s: data)
+        self._broadcast("GUILD_DELETE", lambda s: data, guild=guild_id)
         await self.flush()
 
     async def member_join(self, guild_id: int, user_id: int) -> StubMember:
         """GUILD_MEMBER_ADD (sent with the GUILD_MEMBERS intent only)."""
         member = self.add_member(guild_id, user_id)
         data = {**member.payload(self.users[user_id]), "guild_id": str(guild_id)}
-        self._broadcast("GUILD_MEMBER_ADD", lambda s: data if s.intents & Intent.GUILD_MEMBERS else None)
+        self._broadcast(
+            "GUILD_MEMBER_ADD", lambda s: data if s.intents & Intent.GUILD_MEMBERS else None, guild=guild_id
+        )
         await self.flush()
         return member
 
@@ -1430,7 +1454,7 @@ class DiscordStub:
             )
         else:
             payload.update(user=user.payload(), context=1, authorizing_integration_owners={"0": "0"})
-        self._broadcast("INTERACTION_CREATE", lambda s: payload)
+        self._broadcast("INTERACTION_CREATE", lambda s: payload, guild=None if guild is None else guild.id)
         await self.flush()
         return interaction
 
@@ -1635,17 +1659,25 @@ class DiscordStub:
             self._close(conn, CloseCode.DISALLOWED_INTENTS)
             return
         shard = data.get("shard", [0, 1])
-        if shard != [0, 1]:
+        if (
+            not isinstance(shard, list)
+            or len(shard) != 2
+            or not all(isinstance(n, int) for n in shard)
+            or not 0 <= shard[0] < shard[1]
+        ):
             self._close(conn, CloseCode.INVALID_SHARD)
             return
         session = GatewaySession(
-            id=secrets.token_hex(16), intents=intents, large_threshold=int(data.get("large_threshold", 50))
+            id=secrets.token_hex(16),
+            intents=intents,
+            large_threshold=int(data.get("large_threshold", 50)),
+            shard=(shard[0], shard[1]),
         )
         self.sessions[session.id] = session
         session.connection = conn
         conn.session = session
         conn.identified = True
-        joined = [g for g in self.guilds.values() if g.joined]
+        joined = [g for g in self.guilds.values() if g.joined and session.owns(g.id)]
         ready = {
             "v": API_VERSION,
             "user": self._me_payload(),
@@ -1660,7 +1692,7 @@ class DiscordStub:
             "guild_join_requests": [],
             "geo_ordered_rtc_regions": ["rotterdam"],
             "application": {"id": str(self.application_id), "flags": self._application_flags()},
-            "shard": [0, 1],
+            "shard": list(session.shard),
             "_trace": ['["gateway-prd-stub",{"micros":0}]'],
         }
         self._dispatch_to(session, "READY", ready)
@@ -2023,7 +2055,7 @@ class DiscordStub:
         guild = self._guild(self._int(request, "guild_id"))
         guild.joined = False
         guild.members.pop(self.bot.id, None)
-        self._broadcast("GUILD_DELETE", lambda s: {"id": str(guild.id)})
+        self._broadcast("GUILD_DELETE", lambda s: {"id": str(guild.id)}, guild=guild.id)
         return no_content()
 
     # ------------------------------------------------------------------ REST: guilds and channels
@@ -2216,7 +2248,9 @@ class DiscordStub:
         self.sent_messages.append(sent)
         ephemeral = sent.flags & 64
         if self.echo_own_messages and not ephemeral:
-            self._broadcast("MESSAGE_CREATE", lambda s: self._gateway_message(payload, s))
+            self._broadcast(
+                "MESSAGE_CREATE", lambda s: self._gateway_message(payload, s), guild=channel.guild_id
+            )
         return sent
 
     async def _create_message(self, request: web.Request) -> web.StreamResponse:
@@ -2257,7 +2291,9 @@ class DiscordStub:
         payload["edited_timestamp"] = now_iso()
         sent.edits += 1
         if not sent.flags & 64:
-            self._broadcast("MESSAGE_UPDATE", lambda s: self._gateway_message(payload, s))
+            self._broadcast(
+                "MESSAGE_UPDATE", lambda s: self._gateway_message(payload, s), guild=channel.guild_id
+            )
         return payload
 
     def _remove(self, sent: SentMessage, channel: StubChannel) -> None:
@@ -2266,7 +2302,7 @@ class DiscordStub:
         data: JSON = {"id": str(sent.id), "channel_id": str(channel.id)}
         if channel.guild_id is not None:
             data["guild_id"] = str(channel.guild_id)
-        self._broadcast("MESSAGE_DELETE", lambda s: data)
+        self._broadcast("MESSAGE_DELETE", lambda s: data, guild=channel.guild_id)
 
     async def _edit_message(self, request: web.Request) -> web.StreamResponse:
         channel = self._channel(self._int(request, "channel_id"))

@@ -290,3 +290,61 @@ async def test_slash_police_and_police_leave_from_a_channel_manager(
     await stub.send_message(other.id, guild.owner_id, "!police leave")
     await until(lambda: bot.room(other.id) is RoomState.DISMISSED)
     assert any("invited again" in m.content for m in stub.messages_in(other.id))
+
+
+async def test_two_shards_as_two_network_entries_split_the_guilds(
+    discord_stub: DiscordStub, tmp_path: Path
+) -> None:
+    """Above 2,500 guilds Discord requires sharding: one [[networks]] entry per shard (the unit a
+    fleet leases). Each entry's client identifies with its shard and hears only its guilds."""
+    stub = discord_stub
+    # A guild belongs to shard (id >> 22) % shard_count.
+    east = stub.add_guild("East", id=(stub.new_id() >> 23) << 23)
+    west = stub.add_guild("West", id=((stub.new_id() >> 23) << 23) | (1 << 22))
+    east_chat = stub.add_channel(east.id, "chat", system=True)
+    west_chat = stub.add_channel(west.id, "chat", system=True)
+    lily = stub.add_user("lily", member_of=[east.id, west.id])
+    base = {"token": stub.token, "api_base_url": stub.rest_base, "gateway_url": stub.gateway_url}
+    shards = {f"shard{n}": {**base, "shard_id": n, "shard_count": 2} for n in range(2)}
+    cfg = Config.model_validate(
+        {
+            "networks": [
+                {"name": name, "adapter": "discord", "settings": s, "invites": {"room_operators": True}}
+                for name, s in shards.items()
+            ],
+            "store": {"path": str(tmp_path / "bot.db")},
+            "room_defaults": {"rules": ["hear_all_discord"]},
+        }
+    )
+    runtime = Runtime(
+        cfg,
+        SQLiteStore(cfg.store.path),
+        adapters={name: (DiscordAdapter, DiscordSettings.model_validate(s)) for name, s in shards.items()},
+        rules=[hear_all],
+    )
+    HEARD.clear()
+    task = asyncio.create_task(runtime.run())
+    try:
+
+        def active(network: str, channel: int) -> bool:
+            record = runtime.networks[network].rooms.get(RoomId(str(channel)))
+            return record is not None and record.state is RoomState.ACTIVE
+
+        await until(lambda: active("shard0", east_chat.id) and active("shard1", west_chat.id), 15)
+        assert RoomId(str(west_chat.id)) not in runtime.networks["shard0"].rooms
+        assert RoomId(str(east_chat.id)) not in runtime.networks["shard1"].rooms
+        assert len(badges(stub, east_chat.id)) == len(badges(stub, west_chat.id)) == 1
+        await stub.send_message(west_chat.id, lily.id, "hello west")
+        await until(lambda: any(m.text == "hello west" for m in HEARD))
+        (heard,) = [m for m in HEARD if m.text == "hello west"]
+        assert heard.room.network == "shard1"
+    finally:
+        runtime.stop()
+        await asyncio.wait_for(task, 15)
+
+
+def test_shard_settings_go_together() -> None:
+    with pytest.raises(ValueError, match="go together"):
+        DiscordSettings.model_validate({"shard_id": 0})
+    with pytest.raises(ValueError, match="below shard_count"):
+        DiscordSettings.model_validate({"shard_id": 2, "shard_count": 2})

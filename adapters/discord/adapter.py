@@ -75,7 +75,11 @@ class _Client(discord.Client):
     """discord.py's client, forwarding the events the adapter needs."""
 
     def __init__(self, adapter: DiscordAdapter) -> None:
-        super().__init__(intents=intents())
+        # One shard per adapter (None: discord.py's single shard): a [[networks]] entry per shard
+        # is what lets a fleet lease shards to different workers.
+        super().__init__(
+            intents=intents(), shard_id=adapter.opts.shard_id, shard_count=adapter.opts.shard_count
+        )
         self.adapter = adapter
         self.tree = app_commands.CommandTree(self)
 

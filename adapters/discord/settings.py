@@ -7,7 +7,7 @@ Discord-compatible server) can point the bot elsewhere.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 DISCORD_API = "https://discord.com/api/v10"
 DISCORD_GATEWAY = "wss://gateway.discord.gg/"
@@ -32,3 +32,19 @@ class DiscordSettings(BaseModel):
         default=True, description="Give the bot account the badge as its avatar if it has none."
     )
     slash_command: bool = Field(default=True, description="Register the /police application command.")
+    shard_id: int | None = Field(
+        default=None,
+        ge=0,
+        description="This entry's shard, with shard_count: Discord requires sharding above 2,500 "
+        "guilds. Write one [[networks]] entry per shard (same token), so that a fleet runs each "
+        "shard as its own unit.",
+    )
+    shard_count: int | None = Field(default=None, ge=1, le=10_000)
+
+    @model_validator(mode="after")
+    def _shard(self) -> DiscordSettings:
+        if (self.shard_id is None) != (self.shard_count is None):
+            raise ValueError("shard_id and shard_count go together (or neither, for one shard)")
+        if self.shard_id is not None and self.shard_count is not None and self.shard_id >= self.shard_count:
+            raise ValueError(f"shard_id must be below shard_count ({self.shard_count})")
+        return self
