@@ -198,7 +198,7 @@ class StoreConfig(_Model):
     """SQLite file; relative paths are relative to the working directory. Unused when ``url`` is set."""
     url: SecretStr | None = None
     """PostgreSQL instead of SQLite: ``postgresql://user@host:5432/dbname`` (the tables go in the
-    first schema of the role's ``search_path``; ``?options=-csearch_path%3Dname`` picks another).
+    first schema of the role's ``search_path``; ``?search_path=name`` picks another).
     Set a URL with a password through ``PRESENCEBOT_STORE__URL``, not in the file."""
 
     @model_validator(mode="after")

@@ -9,6 +9,7 @@ in behaviour. The few deliberate differences are tested as such (``test_document
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import secrets
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import psycopg
+import asyncpg
 import pytest
 from aiohttp import web
 from argon2 import PasswordHasher, Type
@@ -42,7 +43,7 @@ from presencebot.sinks.webhook import verify
 from presencebot.store import Fence, delivery, open_store, pg_schema
 from presencebot.store.delivery import NewNotice
 from presencebot.store.migrations import MIGRATIONS
-from presencebot.store.postgres import PostgresStore, redact, translate
+from presencebot.store.postgres import PgConnection, PostgresStore, redact, translate
 from presencebot.store.sql import SQLStore, has_lease_table
 from presencebot.store.sqlite import SQLiteStore
 from tests.support import RuntimeHarness, ScriptedAdapter, announced, make_config, require, stored, until
@@ -69,31 +70,44 @@ EVIL = "x'); DROP TABLE alerts; -- \"q\" 'single' ? %s %% 100% ;\\ é ✓"
 
 
 def with_search_path(url: str, schema: str) -> str:
+    """``url`` with ``search_path`` set (asyncpg passes unknown query parameters to the server)."""
     parts = urlsplit(url)
-    query = "&".join(q for q in (parts.query, f"options=-csearch_path%3D{schema}") if q)
+    query = "&".join(q for q in (parts.query, f"search_path={schema}") if q)
     return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
 
 
-def pg_admin() -> psycopg.Connection[tuple[Any, ...]]:
-    """An autocommit connection to the test server, or skip (fail in CI) when none answers."""
+async def pg_admin() -> asyncpg.Connection:
+    """A connection to the test server, or skip (fail in CI) when none answers."""
     try:
-        return psycopg.connect(PG_URL, autocommit=True, connect_timeout=5)
-    except psycopg.Error as exc:
+        return await asyncpg.connect(PG_URL, timeout=5)
+    except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
         require(False, f"PostgreSQL not reachable at {redact(PG_URL)}: {exc!r}")
         raise  # unreachable: require() skips or fails
 
 
-@pytest.fixture
-def pg_url() -> Iterator[str]:
+@contextlib.asynccontextmanager
+async def fresh_schema() -> AsyncIterator[str]:
     """A store URL whose ``search_path`` is a schema created for this test and dropped after it."""
-    admin = pg_admin()
+    admin = await pg_admin()
     schema = f"t_{secrets.token_hex(6)}"
-    admin.execute(f"CREATE SCHEMA {schema}")
+    await admin.execute(f"CREATE SCHEMA {schema}")
     try:
         yield with_search_path(PG_URL, schema)
     finally:
-        admin.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-        admin.close()
+        await admin.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        await admin.close()
+
+
+@pytest.fixture
+async def pg_url() -> AsyncIterator[str]:
+    async with fresh_schema() as url:
+        yield url
+
+
+def pg_connection(url: str) -> PgConnection:
+    """A store-style connection on a loop of its own: call it (and use it) off the test's loop."""
+    loop = asyncio.new_event_loop()
+    return PgConnection(loop.run_until_complete(asyncpg.connect(url)), loop)
 
 
 @dataclass
@@ -112,15 +126,16 @@ class Backend:
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
-    if request.param == "sqlite":
-        path = tmp_path / "alerts.db"
-        made = Backend("sqlite", lambda: SQLiteStore(path))
-    else:
-        url = request.getfixturevalue("pg_url")
-        made = Backend("postgresql", lambda: PostgresStore(url))
-    yield made
-    for store in made.made:
-        await store.close()
+    async with contextlib.AsyncExitStack() as stack:
+        if request.param == "sqlite":
+            path = tmp_path / "alerts.db"
+            made = Backend("sqlite", lambda: SQLiteStore(path))
+        else:
+            url = await stack.enter_async_context(fresh_schema())
+            made = Backend("postgresql", lambda: PostgresStore(url))
+        yield made
+        for store in made.made:
+            await store.close()
 
 
 @pytest.fixture
@@ -789,12 +804,19 @@ async def test_reopening_keeps_data_and_a_newer_schema_is_refused(backend: Backe
 
 async def test_a_failing_postgresql_migration_step_leaves_the_previous_version(pg_url: str) -> None:
     broken = (*pg_schema.MIGRATIONS, "CREATE TABLE extra (x INTEGER); SELECT no_such_function();")
-    with psycopg.connect(pg_url, autocommit=True) as conn:
-        assert pg_schema.migrate(conn) == len(MIGRATIONS)
-        with pytest.raises(psycopg.errors.UndefinedFunction):
-            pg_schema.migrate(conn, broken)
-        assert pg_schema.schema_version(conn) == len(MIGRATIONS)
-        assert conn.execute("SELECT to_regclass('extra')").fetchone() == (None,)
+
+    def check() -> None:
+        conn = pg_connection(pg_url)
+        try:
+            assert pg_schema.migrate(conn) == len(MIGRATIONS)
+            with pytest.raises(asyncpg.UndefinedFunctionError):
+                pg_schema.migrate(conn, broken)
+            assert pg_schema.schema_version(conn) == len(MIGRATIONS)
+            assert conn.execute("SELECT to_regclass('extra')").fetchone() == (None,)
+        finally:
+            conn.close()
+
+    await asyncio.to_thread(check)
 
 
 async def test_unreachable_postgresql_is_a_store_error_without_the_password() -> None:
@@ -812,8 +834,11 @@ async def test_postgresql_store_reconnects_after_losing_its_connection(pg_url: s
     try:
         await store.add(make_alert(), [])
         pid = await store.read(lambda c: c.execute("SELECT pg_backend_pid()").fetchone()[0])
-        with pg_admin() as admin:
-            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        admin = await pg_admin()
+        try:
+            await admin.execute("SELECT pg_terminate_backend($1)", pid)
+        finally:
+            await admin.close()
         with pytest.raises(StoreError):  # the call that finds the connection gone fails ...
             await store.list()
         assert [a.id for a in await store.list()] == ["a00000000001"]  # ... the next reconnects
@@ -831,10 +856,10 @@ def test_open_store_picks_the_backend_from_the_config(tmp_path: Path) -> None:
         Config.model_validate({"store": {"url": "mysql://bot:s3cret@db/x"}})
 
 
-def test_translate_placeholders_outside_quotes_and_double_percent_signs() -> None:
-    sql = "SELECT '?%', \"a?\" FROM t WHERE x = ? AND y LIKE 'a''?%' -- why?\n AND z = ?"
-    assert (
-        translate(sql) == "SELECT '?%%', \"a?\" FROM t WHERE x = %s AND y LIKE 'a''?%%' -- why?\n AND z = %s"
+def test_translate_numbers_placeholders_outside_quotes_and_comments() -> None:
+    sql = "SELECT '?%', \"a?\" FROM t WHERE x = ? AND y LIKE 'a''?%' -- why?\n AND z = ? /* ? */"
+    assert translate(sql) == (
+        "SELECT '?%', \"a?\" FROM t WHERE x = $1 AND y LIKE 'a''?%' -- why?\n AND z = $2 /* ? */"
     )
 
 

@@ -23,11 +23,12 @@ Step 3 rebuilt ``outbox`` in SQLite (which cannot drop a constraint); here it is
 
 from __future__ import annotations
 
-from typing import Any, Final
-
-import psycopg
+from typing import TYPE_CHECKING, Final
 
 from presencebot.errors import StoreError
+
+if TYPE_CHECKING:
+    from presencebot.store.postgres import PgConnection
 
 LOCK_NAMESPACE: Final = 0x70B5_0001
 """First key of this store's advisory locks (the two-key form; its second key is a hash of the
@@ -37,7 +38,8 @@ WRITE_LOCK: Final = 2
 """``BEGIN IMMEDIATE`` (see :class:`~presencebot.store.postgres.PgConnection`)."""
 
 LOCK_SQL: Final = (
-    "SELECT pg_advisory_xact_lock(%s, hashtext(COALESCE(current_schema(), '') || '/' || %s::text))"
+    "SELECT pg_advisory_xact_lock($1::integer,"
+    " hashtext(COALESCE(current_schema(), '') || '/' || $2::integer::text))"
 )
 """Take lock ``(LOCK_NAMESPACE, hash(schema/name))`` until the transaction ends."""
 
@@ -205,21 +207,23 @@ _VERSION_TABLE: Final = """
 """
 
 
-def schema_version(conn: psycopg.Connection[Any]) -> int:
+def schema_version(conn: PgConnection) -> int:
     """The version recorded in the current schema (after :data:`_VERSION_TABLE` ran)."""
     row = conn.execute("SELECT version FROM schema_version").fetchone()
     return 0 if row is None else int(row[0])
 
 
-def migrate(conn: psycopg.Connection[Any], migrations: tuple[str, ...] = MIGRATIONS) -> int:
+def migrate(conn: PgConnection, migrations: tuple[str, ...] = MIGRATIONS) -> int:
     """Bring the schema (the first of ``search_path``) up to date; returns the version now in it.
 
-    ``conn`` must be in autocommit mode: each step is its own transaction. Refuses, changing
+    Each step is its own transaction, taken under the migration lock, so a failing step leaves
+    the previous version and two processes starting together migrate once. Refuses, changing
     nothing, a schema newer than ``migrations`` knows.
     """
     while True:
-        with conn.transaction():
-            conn.execute(LOCK_SQL, (LOCK_NAMESPACE, MIGRATION_LOCK))
+        conn.execute("BEGIN")
+        try:
+            conn.raw_execute(LOCK_SQL, LOCK_NAMESPACE, MIGRATION_LOCK)
             conn.execute(_VERSION_TABLE)
             version = schema_version(conn)
             if version > len(migrations):
@@ -228,6 +232,11 @@ def migrate(conn: psycopg.Connection[Any], migrations: tuple[str, ...] = MIGRATI
                     f"understands ({len(migrations)}): upgrade presencebot instead"
                 )
             if version == len(migrations):
+                conn.commit()
                 return version
             conn.execute(migrations[version])
-            conn.execute("UPDATE schema_version SET version = %s", (version + 1,))
+            conn.execute("UPDATE schema_version SET version = ?", (version + 1,))
+            conn.commit()
+        except BaseException:
+            conn.rollback()
+            raise

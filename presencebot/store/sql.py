@@ -55,7 +55,7 @@ def dialect(conn: object) -> str:
 def is_unique_violation(exc: BaseException) -> bool:
     """Whether ``exc`` is a UNIQUE (or primary key) violation, from either backend.
 
-    Checked by attribute, so that this module does not need to import psycopg.
+    Checked by attribute, so that this module does not need to import the PostgreSQL driver.
     """
     if isinstance(exc, sqlite3.IntegrityError):
         code = getattr(exc, "sqlite_errorcode", None)
