@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shutil
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -25,7 +24,7 @@ from presencebot.events import Author, RoomRef, utcnow
 from presencebot.ids import AccountId, EventId, RoomId
 from presencebot.rule import Severity
 from presencebot.store.sqlite import SQLiteStore
-from tests.support import require
+from tests.support import free_port, require
 
 PASSWORD = "correct horse battery staple"
 CHROMIUM = "/usr/bin/chromium"
@@ -36,15 +35,6 @@ CHROMIUM_ARGS = [
     "--disable-dev-shm-usage",
 ]
 Say = Callable[[str, str, str], Awaitable[None]]
-
-
-def free_port() -> int:
-    """A free TCP port on loopback (not importing tests.ircservers: it is a pytest plugin, and
-    importing it here first would keep pytest from rewriting its asserts)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def console_config(store_path: str, **raw: Any) -> Config:

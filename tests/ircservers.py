@@ -38,6 +38,8 @@ from typing import IO, Any, Protocol
 
 import pytest
 
+from tests.support import free_ports
+
 HOST = "127.0.0.1"
 SERVER_NAME = "irc.test"
 SERVICES_NAME = "services.test"
@@ -57,20 +59,6 @@ class IrcError(AssertionError):
 
 # --------------------------------------------------------------------------------------------
 # Small helpers
-
-
-def free_ports(count: int, host: str = HOST) -> list[int]:
-    """``count`` distinct TCP ports that are free right now (bound to port 0, all at once)."""
-    with contextlib.ExitStack() as stack:
-        socks = [stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) for _ in range(count)]
-        for sock in socks:
-            sock.bind((host, 0))
-        return [int(sock.getsockname()[1]) for sock in socks]
-
-
-def free_port(host: str = HOST) -> int:
-    """A TCP port that is free right now (bind to port 0 and let the kernel pick)."""
-    return free_ports(1, host)[0]
 
 
 def tail(path: Path, lines: int = 40, max_bytes: int = 64_000) -> str:

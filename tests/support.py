@@ -8,6 +8,8 @@ integration tests.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -82,6 +84,21 @@ class ScriptedAdapter(Adapter):
 
     async def close(self) -> None:
         self.closed = True
+
+
+def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """``count`` distinct TCP ports that are free right now (bound to port 0, all at once, so
+    the kernel cannot hand out the same one twice)."""
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) for _ in range(count)]
+        for sock in socks:
+            sock.bind((host, 0))
+        return [int(sock.getsockname()[1]) for sock in socks]
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that is free right now (bind to port 0 and let the kernel pick)."""
+    return free_ports(1, host)[0]
 
 
 async def until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:

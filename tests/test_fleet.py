@@ -17,7 +17,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -34,7 +33,7 @@ import pytest
 from aiohttp import web
 
 from presencebot.sinks.webhook import verify
-from tests.support import require
+from tests.support import free_port, require
 
 if TYPE_CHECKING:
     from tests.ircservers import NgircdServer, RawClientFactory, RawIrcClient
@@ -131,13 +130,6 @@ def write_config(path: Path, port: int, dsn: str, hook: str) -> None:
             + rooms
         )
     path.write_text("\n".join(parts))
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 class Worker:

@@ -14,7 +14,7 @@ from presencebot.ids import AccountId
 from presencebot.rule import Flag, RoomView, rule
 from presencebot.runtime import RoomState
 from presencebot.testing import capture_logs
-from tests.support import RuntimeHarness, ScriptedAdapter, make_config, until
+from tests.support import RuntimeHarness, ScriptedAdapter, free_port, make_config, until
 from tests.test_dispatch import T0, make_alert, receivers, setup, webhook  # noqa: F401 - fixtures
 from tests.test_ops import KIDS, parse, sample
 
@@ -24,12 +24,6 @@ Start = Callable[..., RuntimeHarness]
 @rule("wired_every")
 def every(message: Message, room: RoomView) -> Iterator[Flag]:
     yield Flag("test", target=message.author, explanation="flags every message")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def test_runtime_counts_and_serves(start_runtime: Start, scripted: type[ScriptedAdapter]) -> None:

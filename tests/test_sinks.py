@@ -12,7 +12,6 @@ import asyncio
 import base64
 import json
 import shutil
-import socket
 import ssl
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -40,6 +39,7 @@ from presencebot.sinks import Delivery, DeliveryFailed
 from presencebot.sinks.email import EmailSettings, EmailSink, message_id
 from presencebot.sinks.webhook import WebhookSettings, WebhookSink, retry_after, sign, verify
 from tests.ircservers import TestCertificates, make_certificates
+from tests.support import free_port
 
 T0 = datetime(2024, 5, 1, 14, 0, 0, tzinfo=UTC)
 ROOM = RoomRef("libera", RoomId("#kids"))
@@ -87,13 +87,6 @@ def delivery(
     alert: Alert | None = None, *, attempt: int = 1, row: str = "0f1e2d3c4b5a69788796a5b4c3d2e1f0"
 ) -> Delivery:
     return Delivery(id=row, alert=alert or make_alert(), attempt=attempt, target="officers")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def assert_no_evidence(text: str) -> None:

@@ -45,6 +45,8 @@ from slixmpp.xmlstream import StanzaBase
 from slixmpp.xmlstream.handler import Callback
 from slixmpp.xmlstream.matcher import StanzaPath
 
+from tests.support import free_port
+
 HOST = "127.0.0.1"
 DOMAIN = "localhost"
 MUC_DOMAIN = "conference.localhost"
@@ -94,13 +96,6 @@ class XmppError(AssertionError):
 
 # --------------------------------------------------------------------------------------------
 # Small helpers
-
-
-def free_port(host: str = HOST) -> int:
-    """A TCP port that is free right now (bind to port 0 and let the kernel pick)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 def tail(path: Path, lines: int = 40, max_bytes: int = 64_000) -> str:
