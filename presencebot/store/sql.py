@@ -88,6 +88,31 @@ def has_lease_table(conn: sqlite3.Connection) -> bool:
     return bool(found)
 
 
+def insert_evidence(
+    conn: sqlite3.Connection, alert_id: str, items: Sequence[EvidenceItem], *, first_seq: int
+) -> None:
+    """Write evidence items in order, numbered from ``first_seq`` (a new alert, or grouping)."""
+    conn.executemany(
+        "INSERT INTO evidence (alert_id, seq, event_id, native_id, author_nick,"
+        " author_account, at, text, flagged, sha256) VALUES (?,?,?,?,?,?,?,?,?,?)",
+        [
+            (
+                alert_id,
+                first_seq + i,
+                e.event_id,
+                e.native_id,
+                e.author.nick,
+                e.author.account,
+                e.at.isoformat(),
+                e.text,
+                int(e.flagged),
+                e.sha256,
+            )
+            for i, e in enumerate(items)
+        ],
+    )
+
+
 def rollback(conn: sqlite3.Connection) -> None:
     """End an open transaction (if any), so that the connection stays usable."""
     if conn.in_transaction:
@@ -251,25 +276,7 @@ class SQLStore:
                     str(alert.state),
                 ),
             )
-            conn.executemany(
-                "INSERT INTO evidence (alert_id, seq, event_id, native_id, author_nick,"
-                " author_account, at, text, flagged, sha256) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                [
-                    (
-                        alert.id,
-                        seq,
-                        e.event_id,
-                        e.native_id,
-                        e.author.nick,
-                        e.author.account,
-                        e.at.isoformat(),
-                        e.text,
-                        int(e.flagged),
-                        e.sha256,
-                    )
-                    for seq, e in enumerate(alert.evidence)
-                ],
-            )
+            insert_evidence(conn, alert.id, alert.evidence, first_seq=0)
             conn.executemany(
                 "INSERT INTO outbox (id, alert_id, target, sink, next_attempt_at, kind, step)"
                 " VALUES (?,?,?,?,?,?,?)",
@@ -320,25 +327,7 @@ class SQLStore:
                     "SELECT COALESCE(MAX(seq), -1) FROM evidence WHERE alert_id = ?", (alert_id,)
                 ).fetchone()
                 fresh = [e for e in evidence if e.event_id not in known]
-                conn.executemany(
-                    "INSERT INTO evidence (alert_id, seq, event_id, native_id, author_nick,"
-                    " author_account, at, text, flagged, sha256) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                    [
-                        (
-                            alert_id,
-                            int(last) + 1 + i,
-                            e.event_id,
-                            e.native_id,
-                            e.author.nick,
-                            e.author.account,
-                            e.at.isoformat(),
-                            e.text,
-                            int(e.flagged),
-                            e.sha256,
-                        )
-                        for i, e in enumerate(fresh)
-                    ],
-                )
+                insert_evidence(conn, alert_id, fresh, first_seq=int(last) + 1)
                 conn.execute("UPDATE alerts SET updated_at = ? WHERE id = ?", (now.isoformat(), alert_id))
                 delivery.add_trace(conn, alert_id, trace, now)
                 conn.execute("COMMIT")
