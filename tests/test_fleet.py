@@ -33,6 +33,7 @@ import pytest
 from aiohttp import web
 
 from presencebot.sinks.webhook import verify
+from tests.pgsupport import PG_URL, connect_or_skip
 from tests.support import free_port, require
 
 if TYPE_CHECKING:
@@ -47,7 +48,6 @@ TTL = 3.0
 BADGE_HEAD = re.compile(r"^:(PP\d)\S*!\S+ PRIVMSG (#c\d+) :.*POLICE PRESENCE")
 LEASE_HELD = re.compile(r'presencebot_lease_state\{unit="([^"]+)",state="held"\} 1')
 SECRET = "whsec_" + "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0"
-ADMIN_DSN = os.environ.get("PRESENCEBOT_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 
 
 def channels(unit: int) -> list[str]:
@@ -57,15 +57,11 @@ def channels(unit: int) -> list[str]:
 @pytest.fixture
 async def fleet_db() -> AsyncIterator[str]:
     """A fresh PostgreSQL database for the leases, dropped afterwards."""
-    try:
-        admin = await asyncpg.connect(ADMIN_DSN, timeout=5)
-    except (OSError, asyncpg.PostgresError) as exc:
-        require(False, f"PostgreSQL not reachable at {ADMIN_DSN}: {exc}")
-        raise
+    admin = await connect_or_skip()
     name = f"fleet_{uuid.uuid4().hex[:10]}"
     await admin.execute(f'CREATE DATABASE "{name}"')
     try:
-        base = ADMIN_DSN.rsplit("/", 1)[0]
+        base = PG_URL.rsplit("/", 1)[0]
         yield f"{base}/{name}"
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -180,6 +176,48 @@ async def owners(dsn: str) -> dict[str, str | None]:
     return {r["unit"]: r["owner"] for r in rows}
 
 
+def units_of(held: dict[str, str | None], worker: str) -> list[int]:
+    """The IRC units (by number) ``worker`` holds in ``held`` (unit -> owner)."""
+    return sorted(
+        int(u.removeprefix("net:irc")) for u, owner in held.items() if owner == worker and u[:4] == "net:"
+    )
+
+
+@dataclass
+class Scene:
+    """ngircd with a watcher in all 30 channels, two people (lily, mark), and the workers' config."""
+
+    watcher: RawIrcClient
+    lily: RawIrcClient
+    mark: RawIrcClient
+    everything: list[str]
+    config: Path
+
+    def worker(self, name: str) -> Worker:
+        return Worker(name, self.config, self.config.with_name(f"{name}.log"))
+
+
+@pytest.fixture
+async def scene(
+    request: pytest.FixtureRequest,
+    fleet_db: str,
+    raw_client_factory: RawClientFactory,
+    receiver: Receiver,
+    tmp_path: Path,
+) -> Scene:
+    require(shutil.which("ngircd") is not None, "ngircd not installed (Debian package ngircd)")
+    server: NgircdServer = request.getfixturevalue("ngircd")
+    clients = [
+        await raw_client_factory(server.host, server.port, nick) for nick in ("watcher", "lily", "mark")
+    ]
+    everything = [c for unit in range(UNITS) for c in channels(unit)]
+    for channel in everything:
+        await clients[0].join(channel)
+    config = tmp_path / "fleet.toml"
+    write_config(config, server.port, fleet_db, receiver.url)
+    return Scene(*clients, everything=everything, config=config)
+
+
 def stale_posts(lines: list[str], nicks: set[str]) -> list[str]:
     """Lines from ``nicks`` posted into a channel they had not joined within ``lines``."""
     joined: set[tuple[str, str]] = set()
@@ -256,25 +294,10 @@ async def ask_where(lily: RawIrcClient, mark: RawIrcClient, room: str) -> None:
 
 
 async def test_three_workers_share_thirty_channels_and_take_over_from_a_dead_one(
-    request: pytest.FixtureRequest,
-    fleet_db: str,
-    raw_client_factory: RawClientFactory,
-    receiver: Receiver,
-    workers: list[Worker],
-    tmp_path: Path,
+    scene: Scene, fleet_db: str, receiver: Receiver, workers: list[Worker]
 ) -> None:
-    require(shutil.which("ngircd") is not None, "ngircd not installed (Debian package ngircd)")
-    server: NgircdServer = request.getfixturevalue("ngircd")
-    watcher = await raw_client_factory(server.host, server.port, "watcher")
-    lily = await raw_client_factory(server.host, server.port, "lily")
-    mark = await raw_client_factory(server.host, server.port, "mark")
-    everything = [c for unit in range(UNITS) for c in channels(unit)]
-    for channel in everything:
-        await watcher.join(channel)
-    config = tmp_path / "fleet.toml"
-    write_config(config, server.port, fleet_db, receiver.url)
-    for n in range(3):
-        workers.append(Worker(f"w{n}", config, tmp_path / f"w{n}.log"))
+    watcher, lily, mark, everything = scene.watcher, scene.lily, scene.mark, scene.everything
+    workers += [scene.worker(f"w{n}") for n in range(3)]
 
     # Every channel joined and announced exactly once, by three different workers.
     await until(lambda: len(badges(watcher)) == len(everything), 30, "every channel announced")
@@ -285,7 +308,13 @@ async def test_three_workers_share_thirty_channels_and_take_over_from_a_dead_one
     assert len(set(held.values())) == 3
     # `presencebot fleet status` shows the three workers and what each runs.
     status = subprocess.run(
-        [str(Path(sys.executable).with_name("presencebot")), "fleet", "status", "--config", str(config)],
+        [
+            str(Path(sys.executable).with_name("presencebot")),
+            "fleet",
+            "status",
+            "--config",
+            str(scene.config),
+        ],
         capture_output=True,
         text=True,
         timeout=30,
@@ -311,16 +340,11 @@ async def test_three_workers_share_thirty_channels_and_take_over_from_a_dead_one
                 for room in report["networks"][n.removeprefix("net:")]["rooms"].values()
             )
 
-    def units_of(worker: str) -> list[int]:
-        return sorted(
-            int(u.removeprefix("net:irc")) for u, owner in held.items() if owner == worker and u[:4] == "net:"
-        )
-
     # The victim and a survivor: two workers that run networks (the third may hold only the
     # escalation singleton, as the fair share is ceil(7 units / 3 workers) = 3).
     network_owners = sorted({owner for u, owner in held.items() if u.startswith("net:") and owner})
     victim, survivor = network_owners[0], network_owners[1]
-    lost, kept = units_of(victim), units_of(survivor)
+    lost, kept = units_of(held, victim), units_of(held, survivor)
     # The officers' endpoint is down: alerts queue up in the shared outbox, retried by every worker.
     receiver.open = False
     await ask_where(lily, mark, channels(lost[0])[1])  # raised by the worker about to die
@@ -362,31 +386,14 @@ async def test_three_workers_share_thirty_channels_and_take_over_from_a_dead_one
 
 
 async def test_a_paused_worker_does_not_post_or_alert_with_its_stale_epoch(
-    request: pytest.FixtureRequest,
-    fleet_db: str,
-    raw_client_factory: RawClientFactory,
-    receiver: Receiver,
-    workers: list[Worker],
-    tmp_path: Path,
+    scene: Scene, fleet_db: str, receiver: Receiver, workers: list[Worker]
 ) -> None:
-    require(shutil.which("ngircd") is not None, "ngircd not installed (Debian package ngircd)")
-    server: NgircdServer = request.getfixturevalue("ngircd")
-    watcher = await raw_client_factory(server.host, server.port, "watcher")
-    lily = await raw_client_factory(server.host, server.port, "lily")
-    mark = await raw_client_factory(server.host, server.port, "mark")
-    everything = [c for unit in range(UNITS) for c in channels(unit)]
-    for channel in everything:
-        await watcher.join(channel)
-    config = tmp_path / "fleet.toml"
-    write_config(config, server.port, fleet_db, receiver.url)
-    for n in range(2):
-        workers.append(Worker(f"p{n}", config, tmp_path / f"p{n}.log"))
+    watcher, lily, mark, everything = scene.watcher, scene.lily, scene.mark, scene.everything
+    workers += [scene.worker(f"p{n}") for n in range(2)]
     await until(lambda: len(badges(watcher)) == len(everything), 30, "every channel announced")
     held = await owners(fleet_db)
     paused = workers[0]
-    stale = sorted(
-        int(u.removeprefix("net:irc")) for u, owner in held.items() if owner == "p0" and u.startswith("net:")
-    )
+    stale = units_of(held, "p0")
     assert stale
     room = channels(stale[0])[0]
     await lily.join(room)
@@ -419,7 +426,7 @@ async def test_a_paused_worker_does_not_post_or_alert_with_its_stale_epoch(
     stale_nicks = {f"PP{u}" for u in stale}
     assert stale_posts(watcher.lines[before:], stale_nicks) == []
     assert replies(watcher, room) == 1
-    log = (tmp_path / "p0.log").read_text(errors="replace")
+    log = paused.log.read_text(errors="replace")
     assert "fleet.unit_lost" in log
     await until(lambda: len(receiver.delivered) == 1, 10, "the alert delivered")
     assert receiver.delivered == Counter({alert[0]: 1})

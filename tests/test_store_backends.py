@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import secrets
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -43,10 +42,11 @@ from presencebot.sinks.webhook import verify
 from presencebot.store import Fence, delivery, open_store, pg_schema
 from presencebot.store.delivery import NewNotice
 from presencebot.store.migrations import MIGRATIONS
-from presencebot.store.postgres import PgConnection, PostgresStore, redact, translate
+from presencebot.store.postgres import PgConnection, PostgresStore, translate
 from presencebot.store.sql import SQLStore, has_lease_table
 from presencebot.store.sqlite import SQLiteStore
-from tests.support import RuntimeHarness, ScriptedAdapter, announced, make_config, require, stored, until
+from tests.pgsupport import PG_URL, connect_or_skip
+from tests.support import RuntimeHarness, ScriptedAdapter, announced, make_config, stored, until
 
 EVERY = {"rules": ["every_message"]}
 
@@ -56,7 +56,6 @@ def flag_everything(message: Message, room: RoomView) -> Iterator[Flag]:
     yield Flag("test", target=message.author, explanation="flags every message")
 
 
-PG_URL = os.environ.get("PRESENCEBOT_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 T0 = datetime(2024, 5, 1, 14, 0, 0, 123456, tzinfo=UTC)
 PLUS2 = timezone(timedelta(hours=2))
 MINUS5 = timezone(timedelta(hours=-5, minutes=-30))
@@ -76,19 +75,10 @@ def with_search_path(url: str, schema: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
 
 
-async def pg_admin() -> asyncpg.Connection:
-    """A connection to the test server, or skip (fail in CI) when none answers."""
-    try:
-        return await asyncpg.connect(PG_URL, timeout=5)
-    except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
-        require(False, f"PostgreSQL not reachable at {redact(PG_URL)}: {exc!r}")
-        raise  # unreachable: require() skips or fails
-
-
 @contextlib.asynccontextmanager
 async def fresh_schema() -> AsyncIterator[str]:
     """A store URL whose ``search_path`` is a schema created for this test and dropped after it."""
-    admin = await pg_admin()
+    admin = await connect_or_skip()
     schema = f"t_{secrets.token_hex(6)}"
     await admin.execute(f"CREATE SCHEMA {schema}")
     try:
@@ -599,23 +589,33 @@ async def receivers() -> AsyncIterator[dict[str, Receiver]]:
         await runner.cleanup()
 
 
-async def test_the_dispatcher_delivers_retries_and_escalates(
-    store: SQLStore, receivers: dict[str, Receiver]
-) -> None:
+def dispatch_config(receivers: dict[str, Receiver], delivery: dict[str, Any]) -> Config:
+    """Officers and supervisors as signed webhooks to ``receivers``; one escalation step after
+    ten minutes to the supervisors."""
+
     def hook(name: str, role: str) -> dict[str, Any]:
         settings = {"url": receivers[name].url, "secrets": [SECRET], "timeout_seconds": 2}
         return {"name": name, "sink": "webhook", "role": role, "settings": settings}
 
-    config = Config.model_validate(
+    return Config.model_validate(
         {
             "notify": [hook("officers", "officers"), hook("supervisors", "supervisors")],
-            "delivery": {"max_attempts": 2, "backoff_base_seconds": 1, "backoff_cap_seconds": 1},
+            "delivery": delivery,
             "escalation": {"steps": [{"after_minutes": 10, "notify": "supervisors"}], "repeat": 0},
         }
     )
 
-    async def no_rooms(network: str, room: str, line: str) -> None:
-        raise ConnectionError("no rooms here")
+
+async def no_rooms(network: str, room: str, line: str) -> None:
+    raise ConnectionError("no rooms here")
+
+
+async def test_the_dispatcher_delivers_retries_and_escalates(
+    store: SQLStore, receivers: dict[str, Receiver]
+) -> None:
+    config = dispatch_config(
+        receivers, {"max_attempts": 2, "backoff_base_seconds": 1, "backoff_cap_seconds": 1}
+    )
 
     sinks = build_sinks(config, no_rooms)
     roster = Roster(config.roster) if config.roster.forces else None
@@ -704,20 +704,7 @@ async def test_concurrent_claims_from_two_stores_never_share_a_row(backend: Back
 async def test_two_dispatchers_on_one_store_deliver_each_row_once_and_escalate_once(
     backend: Backend, receivers: dict[str, Receiver]
 ) -> None:
-    def hook(name: str, role: str) -> dict[str, Any]:
-        settings = {"url": receivers[name].url, "secrets": [SECRET], "timeout_seconds": 2}
-        return {"name": name, "sink": "webhook", "role": role, "settings": settings}
-
-    config = Config.model_validate(
-        {
-            "notify": [hook("officers", "officers"), hook("supervisors", "supervisors")],
-            "delivery": {"concurrency": 2},
-            "escalation": {"steps": [{"after_minutes": 10, "notify": "supervisors"}], "repeat": 0},
-        }
-    )
-
-    async def no_rooms(network: str, room: str, line: str) -> None:
-        raise ConnectionError("no rooms here")
+    config = dispatch_config(receivers, {"concurrency": 2})
 
     stores = [await backend.open(), await backend.open()]
     dispatchers = [
@@ -834,7 +821,7 @@ async def test_postgresql_store_reconnects_after_losing_its_connection(pg_url: s
     try:
         await store.add(make_alert(), [])
         pid = await store.read(lambda c: c.execute("SELECT pg_backend_pid()").fetchone()[0])
-        admin = await pg_admin()
+        admin = await connect_or_skip()
         try:
             await admin.execute("SELECT pg_terminate_backend($1)", pid)
         finally:
