@@ -6,13 +6,12 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
 
 from presencebot.alerts import Alert, AlertState
 from presencebot.config import Config
@@ -21,56 +20,19 @@ from presencebot.events import Author
 from presencebot.ids import AccountId
 from presencebot.roster import Roster
 from presencebot.sinks.factory import build_sinks
-from presencebot.sinks.webhook import verify
 from presencebot.store import delivery as outbox
 from presencebot.store.sqlite import SQLiteStore
 from tests.support import sample_alert
+from tests.webhooks import SECRET, Receiver
+from tests.webhooks import receivers as webhook_receivers
 
-SECRET = "whsec_" + "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0"  # base64 of a 24-byte secret
 T0 = datetime(2026, 1, 14, 12, 0, tzinfo=UTC)  # a Wednesday, noon UTC
-
-
-@dataclass
-class Receiver:
-    """A webhook endpoint on loopback that checks every signature and answers as told."""
-
-    url: str = ""
-    received: list[dict[str, Any]] = field(default_factory=list)
-    ids: list[str] = field(default_factory=list)
-    answers: list[tuple[int, dict[str, str]]] = field(default_factory=list)
-    bad_signatures: int = 0
-
-    async def handle(self, request: web.Request) -> web.Response:
-        body = await request.read()
-        if not verify(SECRET, request.headers, body):
-            self.bad_signatures += 1
-            return web.Response(status=401)
-        status, headers = self.answers.pop(0) if self.answers else (200, {})
-        if 200 <= status < 300:
-            self.ids.append(request.headers["webhook-id"])
-            self.received.append(json.loads(body))
-        return web.Response(status=status, headers=headers)
 
 
 @pytest.fixture
 async def receivers() -> AsyncIterator[dict[str, Receiver]]:
-    apps: list[web.AppRunner] = []
-    made: dict[str, Receiver] = {}
-    for name in ("officers", "supervisors", "uk", "au"):
-        receiver = Receiver()
-        app = web.Application()
-        app.router.add_post("/hook", receiver.handle)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = runner.addresses[0][1]
-        receiver.url = f"http://127.0.0.1:{port}/hook"
-        apps.append(runner)
-        made[name] = receiver
-    yield made
-    for runner in apps:
-        await runner.cleanup()
+    async with webhook_receivers("officers", "supervisors", "uk", "au") as made:
+        yield made
 
 
 def webhook(name: str, receiver: Receiver, role: str = "officers") -> dict[str, Any]:

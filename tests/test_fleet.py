@@ -12,7 +12,6 @@ neither posts nor alerts with its stale epoch when it wakes (SIGCONT).
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import re
 import shutil
@@ -23,18 +22,18 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import aiohttp
 import asyncpg
 import pytest
-from aiohttp import web
 
-from presencebot.sinks.webhook import verify
 from tests.pgsupport import PG_URL, connect_or_skip
 from tests.support import free_port, require
+from tests.webhooks import SECRET, Receiver
+from tests.webhooks import receivers as webhook_receivers
 
 if TYPE_CHECKING:
     from tests.ircservers import NgircdServer, RawClientFactory, RawIrcClient
@@ -47,7 +46,6 @@ PER_UNIT = 5
 TTL = 3.0
 BADGE_HEAD = re.compile(r"^:(PP\d)\S*!\S+ PRIVMSG (#c\d+) :.*POLICE PRESENCE")
 LEASE_HELD = re.compile(r'presencebot_lease_state\{unit="([^"]+)",state="held"\} 1')
-SECRET = "whsec_" + "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0"
 
 
 def channels(unit: int) -> list[str]:
@@ -68,38 +66,10 @@ async def fleet_db() -> AsyncIterator[str]:
         await admin.close()
 
 
-@dataclass
-class Receiver:
-    """The officers' webhook endpoint: answers 503 until opened, then counts each delivery."""
-
-    url: str = ""
-    open: bool = True
-    delivered: Counter[str] = field(default_factory=Counter)
-    """2xx answers per alert id."""
-    refused: int = 0
-
-    async def handle(self, request: web.Request) -> web.Response:
-        body = await request.read()
-        if not verify(SECRET, request.headers, body):
-            return web.Response(status=401)
-        if not self.open:
-            self.refused += 1
-            return web.Response(status=503)
-        self.delivered[json.loads(body)["data"]["id"]] += 1
-        return web.Response(status=204)
-
-
 @pytest.fixture
 async def receiver() -> AsyncIterator[Receiver]:
-    made = Receiver()
-    app = web.Application()
-    app.router.add_post("/hook", made.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    made.url = f"http://127.0.0.1:{runner.addresses[0][1]}/hook"
-    yield made
-    await runner.cleanup()
+    async with webhook_receivers("officers") as made:
+        yield made["officers"]
 
 
 def write_config(path: Path, port: int, dsn: str, hook: str) -> None:
@@ -346,7 +316,7 @@ async def test_three_workers_share_thirty_channels_and_take_over_from_a_dead_one
     victim, survivor = network_owners[0], network_owners[1]
     lost, kept = units_of(held, victim), units_of(held, survivor)
     # The officers' endpoint is down: alerts queue up in the shared outbox, retried by every worker.
-    receiver.open = False
+    receiver.down = True
     await ask_where(lily, mark, channels(lost[0])[1])  # raised by the worker about to die
     await until_stored(fleet_db, 1, 10, "the doomed worker's alert stored")
     await until(lambda: receiver.refused >= 1, 10, "a delivery attempted")
@@ -378,11 +348,11 @@ async def test_three_workers_share_thirty_channels_and_take_over_from_a_dead_one
     assert sorted(rooms) == sorted([channels(lost[0])[1], channels(kept[0])[1], channels(lost[0])[2]])
 
     # The endpoint comes back: every alert reaches it exactly once, whoever raised it.
-    receiver.open = True
-    await until(lambda: len(receiver.delivered) == 3, 15, "every alert delivered")
+    receiver.down = False
+    await until(lambda: len(receiver.alerts) == 3, 15, "every alert delivered")
     await asyncio.sleep(2.0)
     assert await alerts(fleet_db) == stored  # nothing lost, nothing raised twice
-    assert receiver.delivered == Counter({alert_id: 1 for alert_id, _, _ in stored})
+    assert receiver.alerts == Counter({alert_id: 1 for alert_id, _, _ in stored})
 
 
 async def test_a_paused_worker_does_not_post_or_alert_with_its_stale_epoch(
@@ -428,5 +398,5 @@ async def test_a_paused_worker_does_not_post_or_alert_with_its_stale_epoch(
     assert replies(watcher, room) == 1
     log = paused.log.read_text(errors="replace")
     assert "fleet.unit_lost" in log
-    await until(lambda: len(receiver.delivered) == 1, 10, "the alert delivered")
-    assert receiver.delivered == Counter({alert[0]: 1})
+    await until(lambda: len(receiver.alerts) == 1, 10, "the alert delivered")
+    assert receiver.alerts == Counter({alert[0]: 1})

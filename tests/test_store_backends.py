@@ -22,7 +22,6 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
-from aiohttp import web
 from argon2 import PasswordHasher, Type
 
 from presencebot import accounts, audit, evidence, retention
@@ -38,7 +37,6 @@ from presencebot.ids import AccountId, AlertId, EventId, RoomId
 from presencebot.roster import Roster
 from presencebot.rule import Flag, RoomView, Severity, rule
 from presencebot.sinks.factory import build_sinks
-from presencebot.sinks.webhook import verify
 from presencebot.store import Fence, delivery, open_store, pg_schema
 from presencebot.store.delivery import NewNotice
 from presencebot.store.migrations import MIGRATIONS
@@ -47,6 +45,8 @@ from presencebot.store.sql import SQLStore, has_lease_table
 from presencebot.store.sqlite import SQLiteStore
 from tests.pgsupport import PG_URL, connect_or_skip
 from tests.support import RuntimeHarness, ScriptedAdapter, announced, make_config, stored, until
+from tests.webhooks import SECRET, Receiver
+from tests.webhooks import receivers as webhook_receivers
 
 EVERY = {"rules": ["every_message"]}
 
@@ -552,41 +552,11 @@ async def test_retention_purges_dismissed_alerts_by_instant(store: SQLStore) -> 
 
 # --- the dispatcher -----------------------------------------------------------------------------
 
-SECRET = "whsec_" + "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0"
-
-
-@dataclass
-class Receiver:
-    url: str = ""
-    ids: list[str] = field(default_factory=list)
-    answers: list[int] = field(default_factory=list)
-
-    async def handle(self, request: web.Request) -> web.Response:
-        body = await request.read()
-        if not verify(SECRET, request.headers, body):
-            return web.Response(status=401)
-        status = self.answers.pop(0) if self.answers else 200
-        if status == 200:
-            self.ids.append(request.headers["webhook-id"])
-        return web.Response(status=status)
-
 
 @pytest.fixture
 async def receivers() -> AsyncIterator[dict[str, Receiver]]:
-    runners: list[web.AppRunner] = []
-    made: dict[str, Receiver] = {}
-    for name in ("officers", "supervisors"):
-        receiver = made[name] = Receiver()
-        app = web.Application()
-        app.router.add_post("/hook", receiver.handle)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        receiver.url = f"http://127.0.0.1:{runner.addresses[0][1]}/hook"
-        runners.append(runner)
-    yield made
-    for runner in runners:
-        await runner.cleanup()
+    async with webhook_receivers("officers", "supervisors") as made:
+        yield made
 
 
 def dispatch_config(receivers: dict[str, Receiver], delivery: dict[str, Any]) -> Config:
@@ -621,7 +591,7 @@ async def test_the_dispatcher_delivers_retries_and_escalates(
     roster = Roster(config.roster) if config.roster.forces else None
     dispatcher = Dispatcher(config, store, sinks, roster=roster, clock=lambda: T0)  # type: ignore[arg-type]
     try:
-        receivers["officers"].answers = [500]  # the first attempt fails, the second succeeds
+        receivers["officers"].answers = [(500, {})]  # the first attempt fails, the second succeeds
         routing = dispatcher.route(T0)
         alert = await store.add(
             make_alert("a1"), routing.notices, trace=routing.trace, escalate_at=routing.escalate_at
