@@ -224,11 +224,21 @@ class Console:
             return RedirectResponse("/login", status_code=303)
         user, csrf = found
         alert_id = request.path_params["alert_id"]
+        row = await self._visible(user, action, alert_id)
+        if isinstance(row, Response):
+            return row
+        return user, csrf, alert_id, row
+
+    async def _visible(
+        self, user: accounts.User, action: str, alert_id: str, detail: str = ""
+    ) -> queries.QueueRow | Response:
+        """The alert's row, or "no such alert" (audited as denied) when it does not exist or
+        belongs to a force the user may not see — the two look the same to the user."""
         row = await self.store.read(lambda conn: queries.visible(conn, user, alert_id))
         if row is None:
-            await self.audit(user.username, action, alert_id, "denied")
+            await self.audit(user.username, action, alert_id, "denied", detail)
             return self.render("error.html", 404, message="No such alert.")
-        return user, csrf, alert_id, row
+        return row
 
     async def alert_page(self, request: Request) -> Response:
         viewable = await self._viewable(request, "view_alert")
@@ -273,10 +283,9 @@ class Console:
             return checked
         user, form = checked
         alert_id = request.path_params["alert_id"]
-        row = await self.store.read(lambda conn: queries.visible(conn, user, alert_id))
-        if row is None:
-            await self.audit(user.username, kind, alert_id, "denied", "not visible to this user")
-            return self.render("error.html", 404, message="No such alert.")
+        row = await self._visible(user, kind, alert_id, "not visible to this user")
+        if isinstance(row, Response):
+            return row
         now = self.clock()
         reason = form.get("reason", "").strip() or None
         text = form.get("text", "").strip() or None
@@ -320,10 +329,9 @@ class Console:
             return checked
         user, form = checked
         alert_id = request.path_params["alert_id"]
-        row = await self.store.read(lambda conn: queries.visible(conn, user, alert_id))
-        if row is None:
-            await self.audit(user.username, "intervene", alert_id, "denied", "not visible to this user")
-            return self.render("error.html", 404, message="No such alert.")
+        row = await self._visible(user, "intervene", alert_id, "not visible to this user")
+        if isinstance(row, Response):
+            return row
         text = (TEMPLATES.get(form.get("template", "")) or form.get("text", "")).strip()
         if not text:
             return self.render("error.html", 400, message="Write a message or choose a template.")
